@@ -1,0 +1,27 @@
+"""bayesicl: predict when a transformer memorizes or generalizes in context, from a rational
+Bayesian account (Wurgaft et al., 2025, "In-Context Learning Strategies Emerge Rationally").
+
+The package follows the data flow: `tasks` → logged `runs` → `strategies` (outputs, losses,
+complexities) → `rational` strategy model → `fit` → `plot`. Importing bayesicl never imports
+torch; the reference transformers live in `bayesicl.transformers`.
+
+>>> import bayesicl as bic
+>>> task = bic.task("urns", num_dims=8, context_length=16)
+>>> task.pool(diversity=4, seed=1).shape
+(4, 8)
+"""
+
+from __future__ import annotations
+
+import jax
+
+# Fits and ridge run in float64; strategies state their own dtype. x64 must be enabled before
+# any JAX array is created, so it is set on import (see docs/decisions.md).
+jax.config.update("jax_enable_x64", True)
+
+from . import tasks  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .errors import BayesiclError  # noqa: E402
+from .tasks import task  # noqa: E402
+
+__all__ = ["__version__", "BayesiclError", "task", "tasks"]
