@@ -94,7 +94,7 @@ class Classification(Task):
         labels[:, :-1] = pool.labels[context]
         labels[:, -1] = -1
         return {"x": x, "labels": labels, "target": pool.labels[query].astype(np.int64),
-                "task_index": query.astype(np.int64)}
+                "task_index": query.astype(np.int64), "context_index": context.astype(np.int64)}
 
     def _sample(self, pool: LabelledPool, rng: np.random.Generator, num_sequences: int,
                 task_index: np.ndarray, probabilities: np.ndarray | None) -> Batch:
