@@ -19,9 +19,9 @@ import jax
 # any JAX array is created, so it is set on import (see docs/decisions.md).
 jax.config.update("jax_enable_x64", True)
 
-from . import tasks  # noqa: E402
+from . import strategies, tasks  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .errors import BayesiclError  # noqa: E402
 from .tasks import task  # noqa: E402
 
-__all__ = ["__version__", "BayesiclError", "task", "tasks"]
+__all__ = ["__version__", "BayesiclError", "strategies", "task", "tasks"]

@@ -1,0 +1,16 @@
+"""Evidence: the transformer's observed behaviour and the strategies' terms, per condition.
+
+The stage between logged runs and the fit (SPEC §7): `build_evidence` reads runs, runs the
+strategies on the runs' evaluation inputs, computes L̄_s(D) and K_s(D) and the distances of
+the transformer to every strategy; `evidence_from_arrays` does the same from arrays. Results
+are cached outside the runs' folder (see `bayesicl.evidence.cache`).
+
+>>> from bayesicl.evidence import Evidence, evidence_from_arrays, build_evidence
+"""
+
+from __future__ import annotations
+
+from .build import build_evidence
+from .table import Evidence, evidence_from_arrays, observe_conditions
+
+__all__ = ["Evidence", "build_evidence", "evidence_from_arrays", "observe_conditions"]

@@ -1,0 +1,355 @@
+"""The evidence table: everything the fit needs, per condition (run × checkpoint).
+
+`Evidence` is the boundary between observing the transformer (SPEC §7) and fitting the
+rational model (SPEC §8). `evidence_from_arrays` builds one from NumPy arrays: the
+transformer's outputs per condition and every strategy's outputs per run on the same inputs,
+plus L̄_s(D) and K_s(D). It computes the distances, relative distances, observed weights,
+interpolation distances, convex weights (> 2 strategies) and the modeled checkpoints.
+
+Distances use only the "id" and "ood" splits; classification's "iwl" split travels in the
+arrays for figures and never enters a distance or the fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .. import observe
+from ..errors import BayesiclError
+from ..tasks import Task
+from ..tasks import task as make_task
+
+#: Splits whose distances enter the table (and, ID only, the fit).
+DISTANCE_SPLITS = ("id", "ood")
+#: SPEC §7: q of the paper's cutoff rule (0.1 for regression).
+CUTOFF_Q = {"regression": 0.1}
+DEFAULT_CUTOFF_Q = 0.2
+#: Floats per chunk of conditions when computing distances (bounds memory, ~100 MB float64).
+CHUNK_FLOATS = 1 << 23
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Evidence:
+    """Observed behaviour of the transformer and the strategies' terms, for one setting.
+
+    ``conditions`` has one row per condition c = (run, step): condition, run, diversity,
+    seed, step, then per split s ∈ {id, ood}: d_TM_s, d_TG_s, d_MG_s, r_s, observed_weight_s,
+    interpolation_distance_s (and observed_<strategy>_s, the convex weights, with more than
+    two strategies), and ``modeled``. ``loss`` and ``complexity`` are indexed by diversity
+    with one column per strategy kind. ``arrays`` holds the token-level outputs (float32):
+    transformer (condition, split, sequence, position, output), strategy (run, strategy_kind,
+    split, sequence, position, output), scored (position,) and, for regression, target (run,
+    split, sequence, position, output). (The strategy axis is named "strategy_kind" because
+    xarray forbids a variable named like one of its dimensions.) Condition-level coordinates
+    diversity and step, run-level run_diversity and run_seed make ``.sel`` read naturally.
+    """
+
+    task: Task
+    settings: dict
+    strategies: tuple[str, ...]
+    output_kind: str
+    conditions: pd.DataFrame
+    loss: pd.DataFrame
+    complexity: pd.DataFrame
+    arrays: xr.Dataset
+    cutoff_step: int
+    runs_hash: str | None = None
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self.conditions)
+
+    @property
+    def modeled(self) -> pd.DataFrame:
+        """The rows of ``conditions`` the rational model is asked to explain."""
+        return self.conditions[self.conditions["modeled"]]
+
+
+def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_outputs,
+                         diversity, step, seed=None, loss=None, complexity=None, pools=None,
+                         cutoff: str | int = "paper", settings: dict | None = None, target=None,
+                         *, run=None, splits: Sequence[str] | None = None, scored=None,
+                         runs_hash: str | None = None, loss_sequences: int | None = None,
+                         cache: bool = True) -> Evidence:
+    """Build an `Evidence` from arrays (synthetic data, or the arrays `build_evidence` reads).
+
+    transformer (C, split, B, P, O) holds log-probs or predictions per condition;
+    strategy_outputs (R, S, split, B, P, O) the strategies' outputs per run on the same inputs
+    (S = len(strategies); the first is M, the second G). diversity, step and seed give each
+    condition; the run of a condition is the index of its (diversity, seed) pair in order of
+    first appearance (pass ``run`` to set it explicitly). Classification's outputs have P = 1
+    (the query); regression's O = 1. ``splits`` names the split axis (default: the task's
+    splits, "id" and "ood" first). ``loss``/``complexity`` are DataFrames (index diversity,
+    one column per strategy) or {strategy: {diversity: value}}; when None they are computed
+    from ``pools`` ({diversity: pool} or {(diversity, seed): pool}, averaged over seeds).
+    ``cutoff``: "paper" (SPEC §7), "all" (every step is modeled) or a step.
+
+    >>> import bayesicl as bic, numpy as np
+    >>> task = bic.task("regression", num_dims=2, context_length=3)
+    >>> rng = np.random.default_rng(0)
+    >>> m, g = rng.standard_normal((2, 1, 2, 4, 3, 1))            # (R, split, B, P, O)
+    >>> s = np.stack([m, g], axis=1)                                # (R, S, split, B, P, O)
+    >>> t = np.stack([0.9 * m + 0.1 * g, 0.2 * m + 0.8 * g])[:, 0]  # two checkpoints of run 0
+    >>> ev = evidence_from_arrays(task, ("memorizing", "generalizing"), t, s, diversity=[4, 4],
+    ...     step=[10, 20], loss={"memorizing": {4: 1.0}, "generalizing": {4: 1.2}},
+    ...     complexity={"memorizing": {4: 900.0}, "generalizing": {4: 300.0}}, cutoff="all")
+    >>> ev.conditions["observed_weight_id"].round(2).tolist()
+    [0.9, 0.2]
+    """
+    task = make_task(task) if isinstance(task, str) else task
+    strategies = tuple(str(s) for s in strategies)
+    output_kind = "predictions" if task.family == "regression" else "log_probs"
+    transformer = np.asarray(transformer)
+    strategy_outputs = np.asarray(strategy_outputs)
+    if len(strategies) < 2 or len(set(strategies)) != len(strategies):
+        raise BayesiclError(f"strategies must name at least two distinct kinds, got {strategies}")
+    if transformer.ndim != 5:
+        raise BayesiclError(f"transformer outputs have shape {transformer.shape}, expected "
+                            "(condition, split, sequence, position, output)")
+    num_conditions = transformer.shape[0]
+    if strategy_outputs.ndim != 6 or strategy_outputs.shape[1] != len(strategies) \
+            or strategy_outputs.shape[2:] != transformer.shape[1:]:
+        raise BayesiclError(f"strategy outputs have shape {strategy_outputs.shape}, expected "
+                            f"(run, {len(strategies)}, {', '.join(map(str, transformer.shape[1:]))})")
+    # Log-probs may hold −inf (a float16 underflow; floored later), never NaN.
+    finite = np.isfinite(transformer) if output_kind == "predictions" else ~np.isnan(transformer)
+    if not finite.all():
+        raise BayesiclError("transformer outputs contain NaN (or infinite predictions)")
+    if np.any(np.isnan(strategy_outputs)):
+        raise BayesiclError("strategy outputs contain NaN")
+    check_cutoff(cutoff)
+    splits = _split_names(task, splits, transformer.shape[1])
+    scored = _scored_mask(task, scored, transformer.shape[3])
+
+    table = _condition_index(diversity, step, seed, run, num_conditions)
+    num_runs = int(table["run"].max()) + 1
+    if strategy_outputs.shape[0] != num_runs:
+        raise BayesiclError(f"strategy outputs cover {strategy_outputs.shape[0]} runs but the "
+                            f"conditions name {num_runs} (diversity, seed) runs")
+    observed = observe_conditions(transformer, strategy_outputs, table["run"].to_numpy(),
+                                  splits, strategies, output_kind, scored)
+    table = pd.concat([table, observed], axis=1)
+
+    diversities = np.sort(table["diversity"].unique())
+    if loss is None or complexity is None:
+        if pools is None:
+            raise BayesiclError("give loss and complexity (index diversity, one column per "
+                                "strategy) or the pools to compute them from")
+        from .terms import strategy_terms
+
+        computed_loss, computed_complexity = strategy_terms(
+            task, strategies, pools, num_sequences=loss_sequences, cache=cache)
+        loss = computed_loss if loss is None else loss
+        complexity = computed_complexity if complexity is None else complexity
+    loss = _per_diversity(loss, "loss", strategies, diversities)
+    complexity = _per_diversity(complexity, "complexity", strategies, diversities)
+
+    if cutoff == "paper":
+        first_modeled = observe.cutoff_step(table, CUTOFF_Q.get(task.family, DEFAULT_CUTOFF_Q))
+    elif cutoff == "all":
+        first_modeled = int(table["step"].min())
+    else:
+        first_modeled = int(cutoff)
+    table["modeled"] = table["step"] >= first_modeled
+
+    arrays = _arrays(transformer, strategy_outputs, target, table, splits, strategies, scored)
+    return Evidence(task=task, settings=dict(task.settings if settings is None else settings),
+                    strategies=strategies, output_kind=output_kind, conditions=table,
+                    loss=loss, complexity=complexity, arrays=arrays,
+                    cutoff_step=first_modeled, runs_hash=runs_hash)
+
+
+def check_cutoff(cutoff) -> None:
+    """Refuse a cutoff other than "paper", "all" or an integer step."""
+    if not (cutoff in ("paper", "all") or isinstance(cutoff, (int, np.integer))
+            and not isinstance(cutoff, bool)):
+        raise BayesiclError(f"cutoff must be 'paper', 'all' or a step, got {cutoff!r}")
+
+
+def observe_conditions(transformer: np.ndarray, strategy_outputs: np.ndarray, run: np.ndarray,
+                       splits: Sequence[str], strategies: Sequence[str], output_kind: str,
+                       scored: np.ndarray) -> pd.DataFrame:
+    """Per condition and split: d_TM, d_TG, d_MG, r, observed_weight, interpolation_distance
+    (and observed_<strategy>, the convex weights, with more than two strategies).
+
+    transformer (C, split, B, P, O), strategy_outputs (R, S, split, B, P, O), run (C,).
+    Computed in float64, run by run (each run's strategies are prepared once) over chunks of
+    its conditions.
+    """
+    num_conditions, num_strategies = transformer.shape[0], len(strategies)
+    per_condition = int(np.prod(strategy_outputs.shape[1:])) // strategy_outputs.shape[2]
+    chunk = max(1, CHUNK_FLOATS // max(per_condition, 1))
+    columns: dict[str, np.ndarray] = {}
+    for split in DISTANCE_SPLITS:
+        k = list(splits).index(split)
+        d_t = np.empty((num_conditions, num_strategies))
+        d_mg = np.empty(num_conditions)
+        interpolation = np.empty(num_conditions)
+        convex = np.full((num_conditions, num_strategies), np.nan)
+        for r in range(strategy_outputs.shape[0]):
+            s = observe.prepare(strategy_outputs[r, :, k], output_kind, scored)    # (S, B, P', O)
+            m, g = _pick(s, 0), _pick(s, 1)
+            rows_of_run = np.flatnonzero(run == r)
+            d_mg[rows_of_run] = observe.prepared_mean_distance(m, g)
+            for start in range(0, rows_of_run.size, chunk):
+                rows = rows_of_run[start:start + chunk]
+                t = observe.prepare(transformer[rows, k], output_kind, scored)     # (c, B, P', O)
+                d_t[rows] = observe.prepared_mean_distance(_expand(t), s)
+                weight = observe.observed_weight(
+                    observe.relative_distance(d_t[rows, 0], d_t[rows, 1], d_mg[rows]))
+                interpolation[rows] = observe.prepared_mean_distance(t, _interpolate(m, g, weight))
+                interpolation[rows[np.isnan(weight)]] = np.nan
+                if num_strategies > 2:
+                    convex[rows] = observe.convex_weights(transformer[rows, k],
+                                                          strategy_outputs[r, :, k][None],
+                                                          output_kind, scored)
+        r_split = observe.relative_distance(d_t[:, 0], d_t[:, 1], d_mg)
+        columns[f"d_TM_{split}"] = d_t[:, 0]
+        columns[f"d_TG_{split}"] = d_t[:, 1]
+        columns[f"d_MG_{split}"] = d_mg
+        columns[f"r_{split}"] = r_split
+        columns[f"observed_weight_{split}"] = observe.observed_weight(r_split)
+        columns[f"interpolation_distance_{split}"] = interpolation
+        if num_strategies > 2:
+            for j, kind in enumerate(strategies):
+                columns[f"observed_{kind}_{split}"] = convex[:, j]
+    return pd.DataFrame(columns)
+
+
+def _pick(prepared: observe.Prepared, index: int) -> observe.Prepared:
+    return observe.Prepared(prepared.values[index],
+                            None if prepared.probs is None else prepared.probs[index])
+
+
+def _expand(prepared: observe.Prepared) -> observe.Prepared:
+    """(c, B, P, O) → (c, 1, B, P, O), to broadcast against the strategy axis."""
+    return observe.Prepared(prepared.values[:, None],
+                            None if prepared.probs is None else prepared.probs[:, None])
+
+
+def _interpolate(m: observe.Prepared, g: observe.Prepared, weight: np.ndarray) -> observe.Prepared:
+    """w̃·M + (1 − w̃)·G per condition (probabilities mixed, predictions averaged); NaN w̃ → 0."""
+    w = np.nan_to_num(weight)[:, None, None, None]
+    if m.probs is None:
+        return observe.Prepared(w * m.values + (1 - w) * g.values, None)
+    probs = w * m.probs + (1 - w) * g.probs
+    return observe.Prepared(np.log(np.maximum(probs, observe.PROBABILITY_FLOOR)), probs)
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+def _split_names(task: Task, splits, size: int) -> tuple[str, ...]:
+    names = tuple(splits) if splits is not None else tuple(getattr(task, "splits", DISTANCE_SPLITS))[:size]
+    if len(names) != size or len(set(names)) != size:
+        raise BayesiclError(f"the split axis has length {size} but the split names are {names}")
+    missing = [s for s in DISTANCE_SPLITS if s not in names]
+    if missing:
+        raise BayesiclError(f"outputs lack the split(s) {missing} (splits: {names})")
+    return names
+
+
+def _scored_mask(task: Task, scored, num_positions: int) -> np.ndarray:
+    if scored is None:
+        scored = np.ones(num_positions, dtype=bool)
+        if task.family == "markov":
+            scored[0] = False   # SPEC §2.4: row 0 has no previous state and is not scored
+    scored = np.asarray(scored, dtype=bool)
+    if scored.shape != (num_positions,) or not scored.any():
+        raise BayesiclError(f"scored mask must be a ({num_positions},) bool array selecting a position")
+    return scored
+
+
+def _condition_index(diversity, step, seed, run, num_conditions: int) -> pd.DataFrame:
+    def column(values, name, default=None):
+        if values is None:
+            values = np.full(num_conditions, default)
+        values = np.asarray(values)
+        if values.shape != (num_conditions,):
+            raise BayesiclError(f"{name} has shape {values.shape}, expected ({num_conditions},)")
+        if not np.issubdtype(values.dtype, np.integer):
+            if not np.all(np.isfinite(values.astype(float))) or np.any(values != np.round(values)):
+                raise BayesiclError(f"{name} must hold integers")
+        return values.astype(np.int64)
+
+    diversity = column(diversity, "diversity")
+    step = column(step, "step")
+    seed = column(seed, "seed", 0)
+    if np.any(diversity < 1) or np.any(step < 0):
+        raise BayesiclError("diversity must be ≥ 1 and step ≥ 0 for every condition")
+    if run is None:
+        pairs = list(zip(diversity.tolist(), seed.tolist()))
+        order = {pair: i for i, pair in enumerate(dict.fromkeys(pairs))}
+        run = np.array([order[p] for p in pairs], dtype=np.int64)
+    else:
+        run = column(run, "run")
+        if np.any(run < 0) or set(run.tolist()) != set(range(int(run.max()) + 1)):
+            raise BayesiclError("run must number the runs 0..R-1")
+    frame = pd.DataFrame({"condition": np.arange(num_conditions), "run": run,
+                          "diversity": diversity, "seed": seed, "step": step})
+    if frame.duplicated(["run", "step"]).any():
+        raise BayesiclError("two conditions share the same run and step")
+    if frame.groupby("run")["diversity"].nunique().max() > 1:
+        raise BayesiclError("one run index is given more than one diversity")
+    return frame
+
+
+def _per_diversity(values, what: str, strategies: tuple[str, ...], diversities) -> pd.DataFrame:
+    if isinstance(values, pd.DataFrame):
+        frame = values.copy()
+    elif isinstance(values, Mapping):
+        frame = pd.DataFrame({k: pd.Series(v) for k, v in values.items()})
+    else:
+        array = np.asarray(values, dtype=np.float64)
+        if array.shape != (len(diversities), len(strategies)):
+            raise BayesiclError(f"{what} has shape {array.shape}, expected "
+                                f"({len(diversities)} diversities, {len(strategies)} strategies)")
+        frame = pd.DataFrame(array, index=diversities, columns=list(strategies))
+    missing = [s for s in strategies if s not in frame.columns]
+    if missing:
+        raise BayesiclError(f"{what} lacks the strategy column(s) {missing}")
+    frame.index = frame.index.astype(np.int64)
+    absent = sorted(set(diversities.tolist()) - set(frame.index.tolist()))
+    if absent:
+        raise BayesiclError(f"{what} lacks the diversity value(s) {absent}")
+    frame = frame.loc[diversities, list(strategies)].astype(np.float64)
+    frame.index.name = "diversity"
+    frame.columns.name = "strategy"
+    if not np.all(np.isfinite(frame.to_numpy())):
+        raise BayesiclError(f"{what} contains NaN or infinite values")
+    return frame
+
+
+def _arrays(transformer, strategy_outputs, target, table, splits, strategies, scored) -> xr.Dataset:
+    dims = ("split", "sequence", "position", "output")
+    runs = table.drop_duplicates("run").sort_values("run")
+    data = {
+        "transformer": (("condition", *dims), transformer.astype(np.float32)),
+        # xarray forbids a variable named like one of its dimensions unless it is that
+        # dimension's 1-D coordinate, so the strategy axis is called "strategy_kind".
+        "strategy": (("run", "strategy_kind", *dims), strategy_outputs.astype(np.float32)),
+        "scored": (("position",), scored),
+    }
+    if target is not None:
+        target = np.asarray(target, dtype=np.float32)
+        expected = (strategy_outputs.shape[0], *strategy_outputs.shape[2:])
+        if target.shape != expected:
+            raise BayesiclError(f"target has shape {target.shape}, expected {expected}")
+        data["target"] = (("run", *dims), target)
+    coords: dict[str, Any] = {
+        "condition": table["condition"].to_numpy(),
+        "run": np.arange(strategy_outputs.shape[0]),
+        "split": list(splits),
+        "strategy_kind": list(strategies),
+        "position": np.arange(transformer.shape[3]),
+        "diversity": ("condition", table["diversity"].to_numpy()),
+        "step": ("condition", table["step"].to_numpy()),
+        "run_diversity": ("run", runs["diversity"].to_numpy()),
+        "run_seed": ("run", runs["seed"].to_numpy()),
+    }
+    return xr.Dataset(data, coords=coords)

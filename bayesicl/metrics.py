@@ -1,0 +1,289 @@
+"""How well predicted strategy weights reproduce the transformer (SPEC §9).
+
+For predicted weights w (C, S) the model's output at condition c is h_c = Σ_s w_cs · s — a
+mixture of the strategies' probabilities, or the weighted average of their predictions
+(regression) — and is compared with the transformer T_c token by token, over the scored
+positions of the "id" and "ood" splits:
+
+- tvd: ½ Σ_v |h − T| per (sequence, position), averaged (distributions);
+- spearman: rank correlation of h and T across the d colours per (sequence, position),
+  averaged (urns, markov; ties get average ranks, a constant row is left out);
+- agreement: the fraction of sequences whose argmax label agrees (classification);
+- r2: 1 − Σ(T − h)² / Σ(T − mean T)² over all entries of a condition (regression);
+- kl: mean KL(T ‖ h), the fit objective (distributions); mse: mean (T − h)² (regression).
+
+Per-condition metrics are averaged over conditions for the summaries; correlation is the
+Pearson r between predicted w_M and the observed M-weight over conditions (w̃_M of SPEC §7
+with two strategies; the convex observed weight of M with more).
+
+>>> import bayesicl as bic, numpy as np
+>>> from bayesicl.evidence import evidence_from_arrays
+>>> task = bic.task("urns", num_dims=3, context_length=2)
+>>> rng = np.random.default_rng(0)
+>>> s = np.log(rng.dirichlet(np.ones(3), size=(1, 2, 2, 4, 2)))     # (R, S, split, B, P, O)
+>>> t = np.log(0.3 * np.exp(s[:, 0]) + 0.7 * np.exp(s[:, 1]))        # one checkpoint
+>>> ev = evidence_from_arrays(task, ("memorizing", "generalizing"), t, s, diversity=[4],
+...     step=[10], loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
+>>> table = condition_metrics(ev, np.array([[0.3, 0.7]]))
+>>> table[["split", "tvd", "spearman"]].round(6).values.tolist()
+[['id', 0.0, 1.0], ['ood', 0.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import observe
+from .errors import BayesiclError
+from .seeds import stream
+
+SPLITS = ("id", "ood")
+SUBSETS = ("fit", "heldout", "all")
+#: Metrics per family (the family's "other" metrics of SPEC §9, plus the fit's objective).
+FAMILY_METRICS = {"regression": ("r2", "mse"), "classification": ("tvd", "agreement", "kl")}
+DEFAULT_METRICS = ("tvd", "spearman", "kl")
+#: Floats per chunk of conditions (bounds memory).
+CHUNK_FLOATS = 1 << 23
+
+
+def metric_names(evidence) -> tuple[str, ...]:
+    """The per-condition metrics of the evidence's family."""
+    return FAMILY_METRICS.get(evidence.task.family, DEFAULT_METRICS)
+
+
+def condition_metrics(evidence, predicted_weights) -> pd.DataFrame:
+    """Per condition and split ("id", "ood"): the family's metrics of h_c = Σ_s w_cs s vs T_c.
+
+    predicted_weights (C, S) in the order of `evidence.strategies`. Returns one row per
+    (condition, split) with condition, run, diversity, seed, step, split and the metrics.
+    """
+    return _metrics_table(evidence, _check_weights(evidence, predicted_weights))
+
+
+def summarize_metrics(evidence, predicted_weights, in_fit) -> dict[str, Any]:
+    """Metrics per subset (fit, heldout, all) and split (id, ood), as in summary.json.
+
+    fit = `in_fit` (C,) bool; heldout = modeled conditions not in the fit; all = both.
+    Each leaf holds correlation (Pearson r of predicted w_M vs observed M-weight over
+    conditions with a finite observed weight; None with a ``correlation_reason`` when it is
+    undefined), the family's metrics averaged over conditions, and n_conditions.
+    """
+    weights = _check_weights(evidence, predicted_weights)
+    return _summarize(evidence, condition_metrics(evidence, weights), weights[:, 0], in_fit)
+
+
+def baselines(evidence, in_fit, seed) -> dict[str, Any]:
+    """The same summaries for two baselines (SPEC §9).
+
+    constant: the constant strategy C (uniform over the outputs, or the prediction 0);
+    random: convex weights w ~ Dirichlet(1) per condition, drawn from stream(seed,
+    "random_weights"). Returns {"constant": ..., "random": ...}, each shaped like
+    `summarize_metrics`.
+    """
+    num_conditions, num_strategies = evidence.num_conditions, len(evidence.strategies)
+    random_weights = stream(seed, "random_weights").dirichlet(np.ones(num_strategies),
+                                                                size=num_conditions)
+    unused = np.zeros((num_conditions, num_strategies))            # C ignores the weights
+    constant = _metrics_table(evidence, unused, predict=_constant_output)
+    return {
+        "constant": _summarize(evidence, constant, np.zeros(num_conditions), in_fit),
+        "random": _summarize(evidence, condition_metrics(evidence, random_weights),
+                             random_weights[:, 0], in_fit),
+    }
+
+
+# -- per-token metrics ------------------------------------------------------------------------------
+
+def total_variation(p, q) -> np.ndarray:
+    """½ Σ_v |p_v − q_v| over the last axis.
+
+    >>> float(total_variation(np.array([0.5, 0.5]), np.array([0.9, 0.1])))
+    0.4
+    """
+    return 0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum(axis=-1)
+
+
+def rank_correlation(p, q) -> np.ndarray:
+    """Spearman correlation of p and q across the last axis (average ranks for ties; NaN
+    where either is constant).
+
+    >>> float(rank_correlation(np.array([0.1, 0.5, 0.4]), np.array([0.2, 0.7, 0.1])))
+    0.5
+    """
+    rank_p, rank_q = average_ranks(p), average_ranks(q)
+    rank_p = rank_p - rank_p.mean(axis=-1, keepdims=True)
+    rank_q = rank_q - rank_q.mean(axis=-1, keepdims=True)
+    norm = np.sqrt((rank_p ** 2).sum(axis=-1) * (rank_q ** 2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (rank_p * rank_q).sum(axis=-1) / np.where(norm > 0, norm, 1.0), np.nan)
+
+
+def average_ranks(x) -> np.ndarray:
+    """Ranks (1-based) over the last axis, ties sharing their average rank.
+
+    Ordinal ranks come from sorting; only the rows with a tie (rare, except for a constant
+    prediction) are re-ranked exactly by counting comparisons.
+
+    >>> average_ranks(np.array([0.3, 0.1, 0.3, 0.2])).tolist()
+    [3.5, 1.0, 3.5, 2.0]
+    """
+    x = np.asarray(x)
+    ranks = np.argsort(np.argsort(x, axis=-1), axis=-1) + 1.0
+    ordered = np.sort(x, axis=-1)
+    tied = (ordered[..., 1:] == ordered[..., :-1]).any(axis=-1)
+    if tied.any():
+        rows = x[tied]
+        below = (rows[..., None, :] < rows[..., :, None]).sum(axis=-1)
+        equal = (rows[..., None, :] == rows[..., :, None]).sum(axis=-1)
+        ranks[tied] = below + (equal + 1.0) / 2.0
+    return ranks
+
+
+def r_squared(truth, prediction, axis) -> np.ndarray:
+    """R² = 1 − Σ(truth − prediction)² / Σ(truth − mean truth)², over `axis`.
+
+    >>> float(r_squared(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]), axis=-1))
+    0.5
+    """
+    truth, prediction = np.asarray(truth), np.asarray(prediction)
+    residual = ((truth - prediction) ** 2).sum(axis=axis)
+    total = ((truth - truth.mean(axis=axis, keepdims=True)) ** 2).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.nan)
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+def _check_weights(evidence, predicted_weights) -> np.ndarray:
+    weights = np.asarray(predicted_weights, dtype=np.float64)
+    expected = (evidence.num_conditions, len(evidence.strategies))
+    if weights.shape != expected:
+        raise BayesiclError(f"predicted weights have shape {weights.shape}, expected {expected} "
+                            f"(conditions, strategies {list(evidence.strategies)})")
+    if not np.all(np.isfinite(weights)) or np.any(weights < -1e-9) \
+            or not np.allclose(weights.sum(axis=1), 1.0, atol=1e-6):
+        raise BayesiclError("predicted weights must be finite, non-negative and sum to 1 per condition")
+    return weights
+
+
+def _mixture(weights: np.ndarray, strategies: observe.Prepared) -> np.ndarray:
+    """h = Σ_s w_cs s: weights (c, S), strategies (S, B, P, O) → (c, B, P, O) probabilities
+    (a mixture of distributions) or predictions."""
+    natural = strategies.values if strategies.probs is None else strategies.probs
+    return np.einsum("cs,s...->c...", weights, natural)
+
+
+def _constant_output(weights: np.ndarray, strategies: observe.Prepared) -> np.ndarray:
+    """The constant strategy C: prediction 0, or the uniform distribution over the outputs."""
+    shape = (len(weights),) + strategies.values.shape[1:]
+    if strategies.probs is None:
+        return np.zeros(shape)
+    return np.full(shape, 1.0 / shape[-1])
+
+
+def _metrics_table(evidence, weights: np.ndarray, predict=_mixture) -> pd.DataFrame:
+    """Per (condition, split) metrics of h = predict(weights (c, S), strategies) against T.
+
+    Run by run (each run's strategies are prepared once), over chunks of its conditions.
+    """
+    arrays = evidence.arrays
+    names = metric_names(evidence)
+    kind = evidence.output_kind
+    splits = [str(s) for s in arrays["split"].values]
+    scored = np.asarray(arrays["scored"].values, dtype=bool)
+    transformer = arrays["transformer"].values
+    strategies = arrays["strategy"].values
+    run = evidence.conditions["run"].to_numpy()
+    num_conditions = len(run)
+    # Floats per condition: the strategies' mixture, or the O × O rank comparisons.
+    per_condition = int(np.prod(strategies.shape[3:])) * max(strategies.shape[1], strategies.shape[-1])
+    chunk = max(1, CHUNK_FLOATS // max(per_condition, 1))
+    frames = []
+    for split in SPLITS:
+        k = splits.index(split)
+        values = {name: np.empty(num_conditions) for name in names}
+        for r in range(strategies.shape[0]):
+            prepared = observe.prepare(strategies[r, :, k], kind, scored)          # (S, B, P', O)
+            rows_of_run = np.flatnonzero(run == r)
+            for start in range(0, rows_of_run.size, chunk):
+                rows = rows_of_run[start:start + chunk]
+                h = predict(weights[rows], prepared)                              # (c, B, P', O)
+                t = observe.prepare(transformer[rows, k], kind, scored)
+                for name, value in _chunk_metrics(names, t, h).items():
+                    values[name][rows] = value
+        frame = evidence.conditions[["condition", "run", "diversity", "seed", "step"]].copy()
+        frame.insert(5, "split", split)
+        for name in names:
+            frame[name] = values[name]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _chunk_metrics(names, t: observe.Prepared, h: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics for a chunk: prepared T and h (c, B, P', O) (probabilities or predictions)."""
+    out = {}
+    if t.probs is None:
+        if "r2" in names:
+            out["r2"] = r_squared(t.values.reshape(len(h), -1), h.reshape(len(h), -1), axis=-1)
+        if "mse" in names:
+            out["mse"] = observe.squared_error(t.values, h).mean(axis=(1, 2))
+        return out
+    if "tvd" in names:
+        out["tvd"] = total_variation(h, t.probs).mean(axis=(1, 2))
+    if "spearman" in names:
+        with warnings.catch_warnings():   # a condition whose rows are all constant: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out["spearman"] = np.nanmean(rank_correlation(h, t.probs).reshape(len(h), -1), axis=1)
+    if "agreement" in names:
+        out["agreement"] = (h.argmax(-1) == t.probs.argmax(-1)).mean(axis=(1, 2))
+    if "kl" in names:
+        log_h = np.log(np.maximum(h, observe.PROBABILITY_FLOOR))
+        out["kl"] = observe.kl(t.values, log_h).mean(axis=(1, 2))
+    return out
+
+
+def _observed_m_weight(evidence, split: str) -> tuple[np.ndarray, str]:
+    if len(evidence.strategies) > 2:
+        return (evidence.conditions[f"observed_{evidence.strategies[0]}_{split}"].to_numpy(),
+                "convex")
+    return evidence.conditions[f"observed_weight_{split}"].to_numpy(), "relative_distance"
+
+
+def _summarize(evidence, table: pd.DataFrame, predicted_m: np.ndarray, in_fit) -> dict[str, Any]:
+    in_fit = np.asarray(in_fit, dtype=bool)
+    if in_fit.shape != (evidence.num_conditions,):
+        raise BayesiclError(f"in_fit has shape {in_fit.shape}, expected ({evidence.num_conditions},)")
+    modeled = evidence.conditions["modeled"].to_numpy(dtype=bool)
+    subsets = {"fit": in_fit, "heldout": modeled & ~in_fit, "all": in_fit | modeled}
+    names = metric_names(evidence)
+    summary: dict[str, Any] = {}
+    for subset, mask in subsets.items():
+        summary[subset] = {}
+        for split in SPLITS:
+            observed, source = _observed_m_weight(evidence, split)
+            rows = table[table["split"] == split]          # in condition order
+            leaf: dict[str, Any] = {"n_conditions": int(mask.sum()), "observed_weight": source}
+            leaf["correlation"], reason = _pearson(predicted_m[mask], observed[mask])
+            if reason:
+                leaf["correlation_reason"] = reason
+            for name in names:
+                column = rows[name].to_numpy()[mask]
+                finite = column[np.isfinite(column)]
+                leaf[name] = float(finite.mean()) if finite.size else None
+            summary[subset][split] = leaf
+    return summary
+
+
+def _pearson(predicted: np.ndarray, observed: np.ndarray) -> tuple[float | None, str | None]:
+    keep = np.isfinite(observed) & np.isfinite(predicted)
+    if keep.sum() < 3:
+        return None, f"{int(keep.sum())} conditions with a finite observed weight (need 3)"
+    x, y = predicted[keep] - predicted[keep].mean(), observed[keep] - observed[keep].mean()
+    norm = np.sqrt((x * x).sum() * (y * y).sum())
+    if norm <= 0:
+        return None, "predicted or observed weights are constant over these conditions"
+    return float((x * y).sum() / norm), None

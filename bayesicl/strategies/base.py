@@ -1,0 +1,178 @@
+"""The `Strategy`: a closed-form Bayesian predictor called exactly like a transformer.
+
+A strategy is a frozen description — which Bayes rule (`kind`), for which task, with which
+prior (the pool for M, the task's own prior for G and C) — plus a call that maps a batch
+(SPEC §15 keys) to the outputs in the layout the logged transformer uses:
+
+- urns: probabilities (B, T, d), row t predicting x_{t+1} from x_1..x_t;
+- regression: predictions (B, T), entry t predicting y_t from x_t and the pairs before it;
+- classification: probabilities (B, L) for the query, clamped to [1e-5, 1 − 1e-5].
+
+The arithmetic lives in pure, jitted JAX functions of the family modules (`urns`,
+`regression`, `classification`); this file validates inputs, evaluates them in chunks of
+sequences so that memory stays bounded, and returns NumPy arrays.
+
+>>> import bayesicl as bic
+>>> task = bic.task("urns", num_dims=3, context_length=4)
+>>> g = Strategy("generalizing", task)
+>>> g.name, g.output_kind
+('G', 'probabilities')
+>>> g({"tokens": [[3, 0, 0, 1, 2]]})[0, 2].round(3).tolist()   # (2 + 1, 0 + 1, 0 + 1) / (2 + 3)
+[0.6, 0.2, 0.2]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import BayesiclError
+from ..tasks import Task
+
+#: The strategy kinds and their short names (SPEC §3).
+KINDS: dict[str, str] = {"memorizing": "M", "generalizing": "G", "constant": "C"}
+
+#: Task families with closed-form strategies, and the module holding each family's kernels.
+FAMILY_MODULES: dict[str, str] = {
+    "urns": "bayesicl.strategies.urns",
+    "regression": "bayesicl.strategies.regression",
+    "classification": "bayesicl.strategies.classification",
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Strategy:
+    """One Bayes rule for one task: `kind` ∈ {"memorizing", "generalizing", "constant"}.
+
+    `pool` is the memorizing strategy's prior support (the D training tasks; None for G and
+    C) and `probabilities` its prior weights over the pool: None means uniform, a Zipf
+    sampling distribution p makes the prior p (SPEC §3). Both are validated on construction.
+
+    >>> import bayesicl as bic
+    >>> task = bic.task("regression", num_dims=2, context_length=3)
+    >>> m = Strategy("memorizing", task, pool=[[1.0, 0.0], [0.0, 1.0]])
+    >>> m.name, m.output_kind, m({"x": [[[1, 0], [0, 1], [1, 1]]], "y": [[1, 0, 1]]}).shape
+    ('M', 'predictions', (1, 3))
+    """
+
+    kind: str
+    task: Task
+    pool: Any | None = None
+    probabilities: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BayesiclError(f"unknown strategy kind {self.kind!r}; known: {', '.join(KINDS)}")
+        if not isinstance(self.task, Task):
+            raise BayesiclError(f"strategy task must be a bayesicl Task, got {type(self.task).__name__}")
+        if self.task.family not in FAMILY_MODULES:
+            raise BayesiclError(f"no closed-form strategies for task family {self.task.family!r}; "
+                                f"known: {', '.join(FAMILY_MODULES)}")
+        if self.kind != "memorizing":
+            if self.pool is not None or self.probabilities is not None:
+                raise BayesiclError(f"the {self.kind} strategy takes no pool or pool probabilities")
+            return
+        if self.pool is None:
+            raise BayesiclError("the memorizing strategy needs the pool of training tasks")
+        pool = self.task.validate_pool(self.pool)
+        object.__setattr__(self, "pool", pool)
+        if self.probabilities is not None:
+            object.__setattr__(self, "probabilities",
+                               _validate_probabilities(self.probabilities, self.task.pool_size(pool)))
+
+    @property
+    def name(self) -> str:
+        """Short name: "M", "G" or "C"."""
+        return KINDS[self.kind]
+
+    @property
+    def output_kind(self) -> str:
+        """"predictions" for regression, "probabilities" for the other families."""
+        return "predictions" if self.task.family == "regression" else "probabilities"
+
+    @property
+    def diversity(self) -> int | None:
+        """D, the number of pool tasks (None for G and C)."""
+        return None if self.pool is None else self.task.pool_size(self.pool)
+
+    @functools.cached_property
+    def _family(self):
+        return importlib.import_module(FAMILY_MODULES[self.task.family])
+
+    @functools.cached_property
+    def _prior(self) -> Any:
+        # The memorizing prior as the family's kernel takes it (JAX arrays of the pool and the
+        # log prior weights), built once; cached_property writes to __dict__, frozen is kept.
+        return self._family.memorizing_prior(self.task, self.pool, self.probabilities)
+
+    def __call__(self, batch: Mapping[str, Any], *, log: bool = False) -> np.ndarray:
+        """Outputs on `batch` in the SPEC §15 layout (see the module docstring).
+
+        dtype: float32 for the urns memorizing strategy, float64 for every other one (see
+        docs/decisions.md, "Strategy dtypes"). With `log=True`, return `log_probs(batch)`.
+        """
+        if log:
+            return self.log_probs(batch)
+        if not isinstance(batch, Mapping):
+            raise BayesiclError(f"a strategy takes a batch mapping (SPEC §15 keys), got {type(batch).__name__}")
+        self.task.validate_batch(batch)
+        if np.shape(batch[self.task.input_keys[0]])[0] == 0:
+            raise BayesiclError(f"{self.task.family} batch holds no sequences")
+        prior = self._prior if self.kind == "memorizing" else None
+        return self._family.outputs(self.kind, self.task, prior, batch)
+
+    def log_probs(self, batch: Mapping[str, Any]) -> np.ndarray:
+        """Natural-log probabilities, same layout as the call (distribution families only).
+
+        float64 logs of the returned probabilities (also for the float32 M of urns), each
+        floored at the smallest normal number of the probabilities' dtype, so the result is
+        finite; classification logs its clamped probabilities (SPEC §3.3).
+        """
+        if self.output_kind != "probabilities":
+            raise BayesiclError(f"{self.task.family} strategies output predictions, not probabilities")
+        probs = self(batch)
+        return np.log(np.maximum(probs, np.finfo(probs.dtype).tiny).astype(np.float64))
+
+    def __repr__(self) -> str:
+        size = "" if self.pool is None else f", D={self.diversity}"
+        prior = "" if self.probabilities is None else ", weighted prior"
+        return f"Strategy({self.name}: {self.kind}, {self.task.family}{size}{prior})"
+
+
+def _validate_probabilities(probabilities: Any, size: int) -> np.ndarray:
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.shape != (size,):
+        raise BayesiclError(f"pool probabilities have shape {p.shape}, expected ({size},), one per pool task")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise BayesiclError("pool probabilities contain NaN, infinite or negative values")
+    if not np.isclose(p.sum(), 1.0, atol=1e-6):
+        raise BayesiclError(f"pool probabilities must sum to 1, they sum to {p.sum():.6g}")
+    return p
+
+
+def in_chunks(kernel: Callable[..., Any], arrays: tuple[np.ndarray, ...], chunk: int) -> np.ndarray:
+    """Apply a jitted `kernel(*arrays)` to consecutive chunks of `chunk` sequences (axis 0).
+
+    The last chunk is padded by repeating its final sequence, so every call has the same shape
+    and the kernel compiles once; the padded rows are dropped. Returns a NumPy array.
+
+    >>> import jax.numpy as jnp
+    >>> in_chunks(lambda a: jnp.cumsum(a, axis=1), (np.ones((5, 2)),), chunk=2).tolist()
+    [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]
+    """
+    size = arrays[0].shape[0]
+    chunk = max(1, min(int(chunk), size))
+    parts = []
+    for start in range(0, size, chunk):
+        piece = tuple(a[start:start + chunk] for a in arrays)
+        missing = chunk - piece[0].shape[0]
+        if missing:
+            piece = tuple(np.concatenate([a, np.repeat(a[-1:], missing, axis=0)]) for a in piece)
+        out = np.asarray(kernel(*piece))
+        parts.append(out[:chunk - missing])
+    return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])

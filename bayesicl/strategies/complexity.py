@@ -1,0 +1,304 @@
+"""Strategy complexity K_s(D) in bits (SPEC §5): K_s = K_code(s) + K_data(s, D).
+
+Both terms are compressed sizes, an upper bound on description length:
+
+- K_code(s) — the canonical reference source of the strategy's Bayes rule
+  (`bayesicl/strategies/canonical/{family}_{kind}.py`, frozen and independent of the optimized
+  JAX code) normalized by `normalized_source` (ast parse, docstrings dropped, unparse,
+  tokenize, comment and layout tokens dropped, every whitespace character removed) and
+  compressed. The values are stored in `canonical/kcode.json` with a sha256 of each normalized
+  source; `python -m bayesicl.strategies.canonical` regenerates them.
+- K_data(s, D) — the strategy's prior parameters, `prior_parameters`, serialized as
+  little-endian float64 in C order and compressed: M the pool (urns (D, d); regression (D, d);
+  classification (D, d + 1), the labels as the last column), G the prior's parameters (urns the
+  d concentrations; regression (0, 1, σ²); classification (0, 1/d, ε)), C the prediction it
+  always makes (urns the d probabilities 1/d; regression the one number 0; classification the
+  L label probabilities 1/L).
+
+Compressed size = 8 × the fewest bytes among lzma (preset 9 | extreme), bz2 (level 9), zlib
+(level 9), zstd (level 22, single-threaded) and the raw bytes. `paper_compatible=True` follows
+the paper's code instead: brotli (quality 11) joins the compressors when it is installed, the
+regression pool is serialized as float32 and the urns G prior as int64 (docs/decisions.md).
+
+>>> import bayesicl as bic
+>>> task = bic.task("urns", num_dims=8, context_length=16)
+>>> m = bic.strategies.memorizing(task, task.pool(64, seed=1))
+>>> g = bic.strategies.generalizing(task)
+>>> complexity(m) > complexity(g)
+True
+>>> complexity(g) == code_length("urns", "generalizing") + data_length(g)
+True
+"""
+
+from __future__ import annotations
+
+import ast
+import bz2
+import hashlib
+import io
+import json
+import lzma
+import re
+import sys
+import tokenize
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import zstandard
+
+from ..errors import BayesiclError
+
+#: The frozen canonical sources and the stored K_code values.
+CANONICAL_DIR = Path(__file__).with_name("canonical")
+KCODE_PATH = CANONICAL_DIR / "kcode.json"
+
+#: SPEC §5 compressors, bytes → compressed bytes; the raw size is always a candidate too.
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "lzma": lambda data: lzma.compress(data, preset=9 | lzma.PRESET_EXTREME),
+    "bz2": lambda data: bz2.compress(data, compresslevel=9),
+    "zlib": lambda data: zlib.compress(data, 9),
+    "zstd": lambda data: zstandard.ZstdCompressor(level=22, threads=0).compress(data),
+}
+
+#: Token types that carry layout, not content (ENCODING appears only for byte input).
+_LAYOUT_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                  tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
+
+
+def compressors(*, paper_compatible: bool = False) -> dict[str, Callable[[bytes], bytes]]:
+    """The compressors K is minimized over: SPEC §5's, plus brotli for the paper's choice.
+
+    Brotli is optional: with `paper_compatible=True` it is used when the `brotli` package is
+    importable and silently omitted otherwise (kcode.json records which set was used).
+
+    >>> sorted(compressors())
+    ['bz2', 'lzma', 'zlib', 'zstd']
+    """
+    chosen = dict(COMPRESSORS)
+    if paper_compatible:
+        try:
+            import brotli
+        except ImportError:
+            return chosen
+        chosen["brotli"] = lambda data: brotli.compress(data, quality=11)
+    return chosen
+
+
+def compressed_bits(data: bytes, *, paper_compatible: bool = False) -> float:
+    """Compressed size of `data` in bits: 8 × min(raw bytes, each compressor's output bytes).
+
+    >>> compressed_bits(b"")
+    0.0
+    >>> compressed_bits(bytes(4096)) < 8 * 4096
+    True
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BayesiclError(f"compressed_bits() takes bytes, got {type(data).__name__}")
+    data = bytes(data)
+    sizes = [len(data)] + [len(compress(data)) for compress in
+                           compressors(paper_compatible=paper_compatible).values()]
+    return 8.0 * min(sizes)
+
+
+# -- K_code ------------------------------------------------------------------------------------
+
+def normalized_source(source: str) -> str:
+    """The source text K_code compresses: no docstrings, comments, layout or whitespace.
+
+    Parse with `ast`, drop module/class/function docstrings, `ast.unparse`, tokenize, drop
+    COMMENT/NL/NEWLINE/INDENT/DEDENT/ENCODING/ENDMARKER tokens, join the token strings and
+    remove every whitespace character (SPEC §5).
+
+    >>> normalized_source('def f(x):\\n    "Doc."\\n    return x + 1  # why\\n')
+    'deff(x):returnx+1'
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise BayesiclError(f"canonical source does not parse: {error.msg} (line {error.lineno})") from None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                # A body must not become empty: a docstring-only function keeps a `pass`.
+                node.body = body[1:] or [ast.Pass()]
+    tokens = tokenize.generate_tokens(io.StringIO(ast.unparse(tree)).readline)
+    text = "".join(token.string for token in tokens if token.type not in _LAYOUT_TOKENS)
+    return re.sub(r"\s", "", text)
+
+
+def canonical_sources() -> dict[tuple[str, str], Path]:
+    """The canonical source of each (family, kind): canonical/{family}_{kind}.py."""
+    found = {}
+    for path in sorted(CANONICAL_DIR.glob("*_*.py")):
+        family, _, kind = path.stem.rpartition("_")
+        if family and not path.stem.startswith("_"):
+            found[(family, kind)] = path
+    return found
+
+
+def measure_code_lengths() -> dict[str, Any]:
+    """Compute K_code for every canonical source: the content of kcode.json.
+
+    Returns {"python", "compressors", "paper_compatible_compressors", "strategies":
+    {family: {kind: {"source", "sha256", "normalized_bytes", "bits", "paper_compatible_bits"}}}}
+    where sha256 is of the normalized source (UTF-8).
+    """
+    strategies: dict[str, dict[str, Any]] = {}
+    for (family, kind), path in canonical_sources().items():
+        code = normalized_source(path.read_text(encoding="utf-8")).encode("utf-8")
+        strategies.setdefault(family, {})[kind] = {
+            "source": path.name,
+            "sha256": hashlib.sha256(code).hexdigest(),
+            "normalized_bytes": len(code),
+            "bits": compressed_bits(code),
+            "paper_compatible_bits": compressed_bits(code, paper_compatible=True),
+        }
+    return {
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "compressors": ["raw", *compressors()],
+        "paper_compatible_compressors": ["raw", *compressors(paper_compatible=True)],
+        "strategies": strategies,
+    }
+
+
+def code_length(family: str, kind: str, *, paper_compatible: bool = False) -> float:
+    """K_code(s) in bits, as stored in canonical/kcode.json for (family, kind).
+
+    >>> code_length("urns", "memorizing") > 0
+    True
+    """
+    try:
+        stored = json.loads(KCODE_PATH.read_text(encoding="utf-8"))["strategies"]
+    except (OSError, ValueError, KeyError) as error:
+        raise BayesiclError(f"{KCODE_PATH}: cannot read the stored K_code values ({error}); "
+                            "run `python -m bayesicl.strategies.canonical`") from None
+    entry = stored.get(str(family), {}).get(str(kind))
+    if entry is None:
+        known = ", ".join(f"{f}/{k}" for f in sorted(stored) for k in sorted(stored[f]))
+        raise BayesiclError(f"no canonical source for strategy {family}/{kind}; known: {known}")
+    return float(entry["paper_compatible_bits" if paper_compatible else "bits"])
+
+
+# -- K_data ------------------------------------------------------------------------------------
+
+def prior_parameters(strategy: Any, *, paper_compatible: bool = False) -> np.ndarray:
+    """The array whose bytes K_data compresses (module docstring; dtype float64 unless paper).
+
+    Reads only `strategy.kind`, `strategy.task` and, for M, `strategy.pool` (and the prior
+    weights `strategy.probabilities` if set: a weighted M prior appends them as a column).
+
+    >>> import bayesicl as bic
+    >>> prior_parameters(bic.strategies.generalizing(bic.task("regression", num_dims=8))).tolist()
+    [0.0, 1.0, 0.03125]
+    """
+    kind, task = _described(strategy)
+    family = task.family
+    d = int(task.num_dims)
+    if kind == "memorizing":
+        pool = task.validate_pool(strategy.pool)
+        if family == "classification":
+            pool = np.column_stack([pool.means, pool.labels])
+        elif family not in ("urns", "regression"):
+            raise BayesiclError(f"no K_data definition for the {family} memorizing strategy")
+        weights = getattr(strategy, "probabilities", None)
+        if weights is not None:
+            pool = np.column_stack([pool, np.asarray(weights, dtype=np.float64)])
+        if paper_compatible and family == "regression":
+            return np.ascontiguousarray(pool, dtype="<f4")
+        return np.ascontiguousarray(pool, dtype="<f8")
+    if kind == "generalizing":
+        if family == "urns":
+            concentrations = np.full(d, float(task.concentration))
+            if paper_compatible:
+                if not float(task.concentration).is_integer():
+                    raise BayesiclError("paper_compatible stores the urns prior as int64 and needs an "
+                                        f"integer concentration, got {task.concentration!r}")
+                return concentrations.astype("<i8")
+            return concentrations.astype("<f8")
+        if family == "regression":
+            return np.array([0.0, 1.0, float(task.noise_variance)], dtype="<f8")
+        if family == "classification":
+            return np.array([0.0, 1.0 / d, float(task.within_class_variance)], dtype="<f8")
+        raise BayesiclError(f"no K_data definition for the {family} generalizing strategy")
+    # The constant strategy's parameters are the one prediction it makes everywhere.
+    if family == "urns":
+        return np.full(d, 1.0 / d, dtype="<f8")
+    if family == "regression":
+        return np.zeros(1, dtype="<f8")
+    if family == "classification":
+        labels = int(getattr(task, "num_labels", 2))
+        return np.full(labels, 1.0 / labels, dtype="<f8")
+    raise BayesiclError(f"no K_data definition for the {family} constant strategy")
+
+
+def data_length(strategy: Any, *, paper_compatible: bool = False) -> float:
+    """K_data(s, D) in bits: the compressed C-order bytes of `prior_parameters(strategy)`.
+
+    >>> import bayesicl as bic
+    >>> task = bic.task("urns", num_dims=8, context_length=16)
+    >>> data_length(bic.strategies.memorizing(task, task.pool(4, seed=1)))   # 4·8 float64, raw
+    2048.0
+    """
+    array = prior_parameters(strategy, paper_compatible=paper_compatible)
+    return compressed_bits(array.tobytes(order="C"), paper_compatible=paper_compatible)
+
+
+def complexity(strategy: Any, *, paper_compatible: bool = False) -> float:
+    """K_s = K_code(s) + K_data(s, D) in bits (SPEC §5).
+
+    >>> import bayesicl as bic
+    >>> c = bic.strategies.constant(bic.task("regression", num_dims=8))
+    >>> complexity(c) == code_length("regression", "constant") + 64   # one float64, raw
+    True
+    """
+    kind, task = _described(strategy)
+    return (code_length(task.family, kind, paper_compatible=paper_compatible)
+            + data_length(strategy, paper_compatible=paper_compatible))
+
+
+class _Described(NamedTuple):
+    """What complexity reads from a strategy; lets `complexity_table` skip building one."""
+
+    kind: str
+    task: Any
+    pool: Any = None
+    probabilities: Any = None
+
+
+def complexity_table(task: Any, diversities: Iterable[int], seed: Any,
+                     kinds: Sequence[str] = ("memorizing", "generalizing"), *,
+                     paper_compatible: bool = False) -> pd.DataFrame:
+    """K_s(D) in bits for each D in `diversities`, pools from `task.pool(D, seed)`.
+
+    Returns a DataFrame indexed by `diversity` with one column per kind.
+
+    >>> import bayesicl as bic
+    >>> table = complexity_table(bic.task("urns", num_dims=8), [4, 8], seed=1)
+    >>> list(table.columns), bool(table["memorizing"].is_monotonic_increasing)
+    (['memorizing', 'generalizing'], True)
+    """
+    diversities = [int(d) for d in diversities]
+    if not diversities:
+        raise BayesiclError("complexity_table() needs at least one diversity D")
+    rows = []
+    for diversity in diversities:
+        pool = task.pool(diversity, seed) if "memorizing" in kinds else None
+        rows.append([complexity(_Described(kind, task, pool if kind == "memorizing" else None),
+                                paper_compatible=paper_compatible) for kind in kinds])
+    return pd.DataFrame(rows, index=pd.Index(diversities, name="diversity"), columns=list(kinds))
+
+
+def _described(strategy: Any) -> tuple[str, Any]:
+    kind, task = getattr(strategy, "kind", None), getattr(strategy, "task", None)
+    if kind not in ("memorizing", "generalizing", "constant") or task is None:
+        raise BayesiclError("complexity takes a strategy with .kind (memorizing, generalizing or "
+                            f"constant) and .task, got {type(strategy).__name__}")
+    if kind == "memorizing" and getattr(strategy, "pool", None) is None:
+        raise BayesiclError("the memorizing strategy's complexity needs its pool")
+    return kind, task
