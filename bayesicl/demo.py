@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import BayesiclError
 
 #: Where the shipped demo runs live, per family (see data/README.md for how they were made).
-DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
+DATA_ROOT = Path(__file__).resolve().parents[1] / "data" / "runs"
 
 
 def demo_runs(task: str = "urns") -> Path:

@@ -1,0 +1,167 @@
+"""Several runs of one recipe (different diversities D) trained as one stacked ensemble.
+
+The E members share the architecture, the seed and therefore the initial weights; member e
+trains on `task.training_batch(pool_e, batch_size, seed, step)` exactly as its separate run
+would. Their parameters are stacked along a leading member axis, (E, *shape), and one
+`torch.func.vmap` of `functional_call` runs the E forward passes as batched matmuls. The loss
+summed over members has, for member e, the gradient of member e's own loss; gradients are
+clipped per member (the rule of `clip_grad_norm_`, applied to each member's slice), and AdamW
+on the stacked tensors is per-member AdamW, because every AdamW operation is elementwise. So
+each member follows its separate run up to float rounding, while the per-step Python and
+kernel-launch overhead is paid once for the E members.
+
+Each member writes its own run store and resume state in the format of `train.train_run`, so
+a member can be resumed alone, and an ensemble can resume runs started separately.
+
+>>> import tempfile
+>>> from bayesicl.transformers.presets import load_recipe
+>>> recipe = load_recipe("urns-small", {"steps": 25, "checkpoints": 2, "eval_sequences": 4,
+...                                     "width": 8, "mlp_width": 16, "batch_size": 4})
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     paths = train_ensemble(recipe, [4, 16], tmp, progress=False)
+...     [p.name for p in paths]
+['urns-d8-T64-D0004-w16-s0', 'urns-d8-T64-D0016-w16-s0']
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.func import functional_call, vmap
+
+from .model import Transformer, init_parameters, inputs_from_batch, output_loss, targets_from_batch
+from .presets import Recipe
+from .train import (
+    BETAS,
+    EPS,
+    EVAL_CHUNK,
+    TrainingRun,
+    TrainState,
+    checkpoint_steps,
+    finish_run,
+    load_state,
+    open_training_run,
+    restore_adam,
+    save_state,
+)
+
+
+def train_ensemble(recipe: Recipe, diversities: Sequence[int], out: str | Path, *, resume: bool = False,
+                   progress: bool = True, stop_after: int | None = None) -> list[Path]:
+    """Train one run per diversity in `diversities` under `out` as a stacked ensemble; returns
+    the run paths in the order given. Same arguments and results as `train.train_run`."""
+    runs = [open_training_run(recipe, int(d), out, resume=resume) for d in dict.fromkeys(diversities)]
+    states = {run.path: load_state(run.path) for run in runs if not run.complete}
+    # Members restart from their own saved step; a crash between two members' state writes
+    # leaves them at different steps, and each step group then trains as its own ensemble.
+    # (Classification at D = 1 has no IWL split, so the split set is part of the group too.)
+    groups: dict[tuple[int, tuple[str, ...]], list[TrainingRun]] = {}
+    for run in runs:
+        if not run.complete:
+            state = states[run.path]
+            groups.setdefault((state.step if state else 0, tuple(run.eval_sets)), []).append(run)
+    for (start, _), members in sorted(groups.items()):
+        _train_members(recipe, members, [states[r.path] for r in members], start,
+                       progress=progress, stop_after=stop_after)
+    return [run.path for run in runs]
+
+
+def clip_per_member(grads: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale each member's slice of the stacked gradients `grads` (E, ...) as
+    `torch.nn.utils.clip_grad_norm_` would scale that member's own gradients; returns the
+    per-member total norms (E,)."""
+    members = grads[0].shape[0]
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(members, -1), dim=1) for g in grads], dim=1)
+    total = torch.linalg.vector_norm(norms, dim=1)                      # (E,)
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(members, *([1] * (g.ndim - 1))))
+    return total
+
+
+def _train_members(recipe: Recipe, runs: list[TrainingRun], states: list[TrainState | None], start: int, *,
+                   progress: bool, stop_after: int | None) -> None:
+    device = torch.device(recipe.device)
+    task = runs[0].task
+    members = len(runs)
+    template = Transformer(runs[0].model_config()).to(device)
+    initial = init_parameters(Transformer(runs[0].model_config()), recipe.seed).state_dict()
+    names = [name for name, _ in template.named_parameters()]
+    params = {name: torch.stack([(s.parameters if s else initial)[name] for s in states]).to(device)
+              .requires_grad_() for name in names}
+    optimizer = torch.optim.AdamW(params.values(), lr=recipe.learning_rate, betas=BETAS, eps=EPS,
+                                  weight_decay=recipe.weight_decay)
+    wall_time = 0.0
+    if start > 0:
+        restore_adam(optimizer, params,
+                     {n: torch.stack([s.exp_avg[n] for s in states]) for n in names},
+                     {n: torch.stack([s.exp_avg_sq[n] for s in states]) for n in names}, states[0].adam_step)
+        torch.set_rng_state(states[0].rng)
+        wall_time = max(s.wall_time_s for s in states)
+
+    def member_outputs(p: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, p, (inputs,))
+
+    def member_loss(p: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return output_loss(task.family, member_outputs(p, inputs), targets)
+
+    ensemble_outputs, ensemble_loss = vmap(member_outputs), vmap(member_loss)
+    eval_inputs = {split: torch.stack([inputs_from_batch(task, r.eval_sets[split], device) for r in runs])
+                   for split in runs[0].eval_sets}                                  # (E, B, ...)
+
+    def evaluate() -> list[dict[str, np.ndarray]]:
+        with torch.no_grad():
+            detached = {n: p.detach() for n, p in params.items()}
+            outs = {split: torch.cat([ensemble_outputs(detached, x[:, i:i + EVAL_CHUNK])
+                                      for i in range(0, x.shape[1], EVAL_CHUNK)], dim=1).float().cpu().numpy()
+                    for split, x in eval_inputs.items()}
+        return [{split: outs[split][e] for split in outs} for e in range(members)]
+
+    from tqdm.auto import tqdm
+
+    pending = [s for s in checkpoint_steps(recipe.steps, recipe.checkpoints, recipe.first_checkpoint) if s > start]
+    bar = tqdm(total=recipe.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+               desc=f"{recipe.task} D={','.join(str(r.diversity) for r in runs)}")
+    losses: list[torch.Tensor] = []
+    began = time.perf_counter()
+    for step in range(start + 1, recipe.steps + 1):
+        batches = [task.training_batch(r.pool, recipe.batch_size, recipe.seed, step, zipf=recipe.zipf) for r in runs]
+        inputs = torch.stack([inputs_from_batch(task, b, device) for b in batches])
+        targets = torch.stack([targets_from_batch(task, b, device) for b in batches])
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.learning_rate_at(step)
+        loss = ensemble_loss(params, inputs, targets)                               # (E,)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        clip_per_member([p.grad for p in params.values()], recipe.grad_clip)
+        optimizer.step()
+        losses.append(loss.detach())
+        bar.update()
+        if pending and step == pending[0]:
+            pending.pop(0)
+            stacked = torch.stack(losses)                                           # (steps, E)
+            for e, (run, outputs) in enumerate(zip(runs, evaluate())):
+                run.log(step, outputs, list(stacked[:, e]))
+            losses = []
+            elapsed = wall_time + time.perf_counter() - began
+            moments = [optimizer.state[p] for p in params.values()]
+            adam_step = int(moments[0]["step"])
+            for e, run in enumerate(runs):
+                save_state(run.path, TrainState(
+                    step, {n: p[e] for n, p in params.items()},
+                    {n: m["exp_avg"][e] for n, m in zip(names, moments)},
+                    {n: m["exp_avg_sq"][e] for n, m in zip(names, moments)},
+                    adam_step, torch.get_rng_state(), elapsed))
+            bar.set_postfix(loss=" ".join(f"{v:.3f}" for v in stacked[-1].tolist()))
+            if stop_after is not None and step >= stop_after and pending:
+                bar.close()
+                return
+    bar.close()
+    elapsed = time.perf_counter() - began
+    for e, run in enumerate(runs):
+        finish_run(run, {n: p[e] for n, p in params.items()}, wall_time + elapsed,
+                   seconds_per_step=elapsed / max(recipe.steps - start, 1), batched=members)

@@ -1,0 +1,321 @@
+"""The training loop of one reference transformer, logged through the run store (SPEC §11–12).
+
+A run trains on batches `task.training_batch(pool, batch_size, seed, step)` — a pure function
+of (seed, step) — from a model initialized from the seed alone, so a run is deterministic
+given its recipe, D and seed. At each checkpoint (`checkpoint_steps`: evenly spaced in √N
+from step 20 to the last step) it logs the model's outputs on the fixed ID/OOD(/IWL)
+evaluation sets and the per-step training losses through `RunWriter`, and only then saves the
+resume state. A finished run holds `model.safetensors` + `model.json` for interpretability
+work (`load_model`).
+
+Files a run directory gains beyond the run store's own:
+
+    RUN/state/resume.safetensors   model + AdamW moments + torch RNG, metadata {step, wall time}
+                                   (written atomically after each checkpoint; removed at the end)
+    RUN/model.safetensors          final weights (names of `Transformer.state_dict()`)
+    RUN/model.json                 its ModelConfig, recipe, D, seed and step
+
+>>> import tempfile
+>>> from bayesicl.transformers.presets import load_recipe
+>>> recipe = load_recipe("urns-small", {"steps": 30, "checkpoints": 2, "eval_sequences": 4,
+...                                     "width": 8, "mlp_width": 16, "batch_size": 4})
+>>> checkpoint_steps(30, 2)
+[20, 30]
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     path = train_run(recipe, diversity=4, out=tmp, progress=False)
+...     from bayesicl.runs import open_run
+...     open_run(path).steps.tolist(), load_model(path).config.width
+([20, 30], 8)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import atomic
+from ..errors import BayesiclError
+from ..runs import RunWriter
+from ..tasks import Task
+from ..tasks import task as make_task
+from .model import ModelConfig, Transformer, init_parameters, inputs_from_batch, targets_from_batch
+from .presets import Recipe
+
+STATE_DIR = "state"
+STATE_FILE = "resume.safetensors"
+STATE_FORMAT = "bayesicl-train-state"
+MODEL_FILE = "model.safetensors"
+MODEL_JSON = "model.json"
+#: Evaluation sequences per forward pass (bounds memory at the paper's 500 × T = 320).
+EVAL_CHUNK = 128
+#: AdamW constants shared by the single-run and ensemble loops (torch defaults).
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+
+
+def checkpoint_steps(steps: int, count: int, first: int = 20) -> list[int]:
+    """`count` checkpoint steps evenly spaced in √N from `first` to `steps` (SPEC §11):
+    N_i = round((√first + i·(√steps − √first)/(count − 1))²), made strictly increasing by
+    moving a step that rounds onto its predecessor one step later; the last is `steps`.
+
+    >>> checkpoint_steps(100_000, 100)[:4], checkpoint_steps(100_000, 100)[-1]
+    ([20, 58, 116, 194], 100000)
+    >>> checkpoint_steps(25, 10)
+    [20, 21, 22, 23, 24, 25]
+    """
+    if count <= 1 or first >= steps:
+        return [int(steps)]
+    roots = np.linspace(math.sqrt(first), math.sqrt(steps), count)
+    out: list[int] = []
+    for root in roots:
+        step = int(round(float(root) ** 2))
+        out.append(max(step, out[-1] + 1) if out else step)
+    out = sorted({min(s, steps) for s in out})
+    out[-1] = int(steps)
+    return out
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """One run being trained: its recipe, D, task, pool, evaluation sets and store writer."""
+
+    recipe: Recipe
+    diversity: int
+    path: Path
+    task: Task
+    pool: Any
+    eval_sets: dict[str, dict[str, np.ndarray]]
+    writer: RunWriter
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.writer.meta.get("complete"))
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.for_task(self.task, **self.recipe.architecture())
+
+    def log(self, step: int, outputs: Mapping[str, np.ndarray], losses: Sequence[torch.Tensor]) -> None:
+        """Log a checkpoint (unless it is already on disk: a run resumed from the state
+        before it recomputes it identically) with the losses of the steps since the last one."""
+        if step in self.writer.steps:
+            return
+        values = torch.stack(list(losses)).cpu().tolist() if losses else []
+        pairs = list(zip(range(step - len(values) + 1, step + 1), values))
+        self.writer.log(step, outputs, loss=pairs)
+
+
+def run_config(recipe: Recipe) -> dict[str, Any]:
+    """The config a run stores: the recipe's fields but its preset name."""
+    return {k: v for k, v in recipe.to_dict().items() if k != "name"}
+
+
+def open_training_run(recipe: Recipe, diversity: int, out: str | Path, *, resume: bool = False) -> TrainingRun:
+    """Create the run folder `out`/`recipe.run_name(diversity)`, or reopen it when `resume`
+    (refusing, in one line, a run with a different config)."""
+    task = make_task(recipe.task, **recipe.task_params())
+    pool = task.pool(diversity, seed=recipe.seed)
+    eval_sets = task.eval_sets(pool, seed=recipe.seed, num_sequences=recipe.eval_sequences)
+    path = Path(out) / recipe.run_name(diversity)
+    if (path / "run.json").exists() and not resume:
+        raise BayesiclError(f"{path}: the run already exists; pass --resume to continue it or choose another --out")
+    writer = RunWriter(path, task, pool, eval_sets, diversity=diversity, seed=recipe.seed,
+                       config=run_config(recipe), dtype=recipe.output_dtype, zipf=recipe.zipf,
+                       device=recipe.device)
+    return TrainingRun(recipe, diversity, path, task, pool, eval_sets, writer)
+
+
+# -- resume state ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything needed to continue a run after `step`: the parameters, AdamW's moments
+    (keyed by parameter name) and step count, the torch RNG state and the wall time so far."""
+
+    step: int
+    parameters: dict[str, torch.Tensor]
+    exp_avg: dict[str, torch.Tensor]
+    exp_avg_sq: dict[str, torch.Tensor]
+    adam_step: int
+    rng: torch.Tensor
+    wall_time_s: float
+
+
+def save_state(path: str | Path, state: TrainState) -> None:
+    """Write `state` as RUN/state/resume.safetensors, atomically (a crash leaves the old one)."""
+    tensors = {f"parameters.{k}": v for k, v in state.parameters.items()}
+    tensors.update({f"exp_avg.{k}": v for k, v in state.exp_avg.items()})
+    tensors.update({f"exp_avg_sq.{k}": v for k, v in state.exp_avg_sq.items()})
+    tensors["rng"] = state.rng
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    metadata = {"format": STATE_FORMAT, "version": "1", "step": str(state.step),
+                "adam_step": str(state.adam_step), "wall_time_s": repr(float(state.wall_time_s))}
+    with atomic.atomic_path(Path(path) / STATE_DIR / STATE_FILE) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+
+
+def load_state(path: str | Path) -> TrainState | None:
+    """The resume state of the run at `path`, or None when it has none (safetensors only:
+    nothing is unpickled)."""
+    file = Path(path) / STATE_DIR / STATE_FILE
+    if not file.exists():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(file))
+        if metadata.get("format") != STATE_FORMAT:
+            raise ValueError("not a bayesicl training state")
+        groups: dict[str, dict[str, torch.Tensor]] = {"parameters": {}, "exp_avg": {}, "exp_avg_sq": {}}
+        for key, value in tensors.items():
+            kind, _, name = key.partition(".")
+            if kind in groups:
+                groups[kind][name] = value
+        return TrainState(int(metadata["step"]), groups["parameters"], groups["exp_avg"], groups["exp_avg_sq"],
+                          int(metadata["adam_step"]), tensors["rng"], float(metadata["wall_time_s"]))
+    except Exception as error:  # a damaged state cannot be trusted; say which file
+        raise BayesiclError(f"{file}: unreadable training state ({error}); delete it to restart the run") from None
+
+
+def adam_state(optimizer: torch.optim.Optimizer, named: Mapping[str, torch.Tensor]) -> tuple[dict, dict, int]:
+    """AdamW's first and second moments per parameter name, and its step count."""
+    exp_avg, exp_avg_sq, step = {}, {}, 0
+    for name, parameter in named.items():
+        slot = optimizer.state.get(parameter, {})
+        if slot:
+            exp_avg[name], exp_avg_sq[name] = slot["exp_avg"], slot["exp_avg_sq"]
+            step = int(slot["step"])
+    return exp_avg, exp_avg_sq, step
+
+
+def restore_adam(optimizer: torch.optim.Optimizer, named: Mapping[str, torch.Tensor],
+                 exp_avg: Mapping[str, torch.Tensor], exp_avg_sq: Mapping[str, torch.Tensor], step: int) -> None:
+    """Put saved moments back into `optimizer`, whose parameters are `named` in its order."""
+    saved = optimizer.state_dict()
+    saved["state"] = {i: {"step": torch.tensor(float(step)), "exp_avg": exp_avg[name].clone(),
+                          "exp_avg_sq": exp_avg_sq[name].clone()}
+                      for i, name in enumerate(named) if name in exp_avg}
+    optimizer.load_state_dict(saved)
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+def evaluate(model: Transformer, inputs: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The model's outputs on each evaluation split, as float32 NumPy arrays."""
+    model.eval()
+    with torch.no_grad():
+        out = {split: torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+               .float().cpu().numpy() for split, x in inputs.items()}
+    model.train()
+    return out
+
+
+def train_run(recipe: Recipe, diversity: int, out: str | Path, *, resume: bool = False,
+              progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train and log one run at diversity D = `diversity` under folder `out`; returns the run
+    path. With `resume`, continue an interrupted run from its last saved state (a finished run
+    is left as is). `stop_after` ends training after the first checkpoint at or beyond that
+    step, as a crash would (for tests of resume)."""
+    run = open_training_run(recipe, diversity, out, resume=resume)
+    if run.complete:
+        return run.path
+    device = torch.device(recipe.device)
+    model = init_parameters(Transformer(run.model_config()), recipe.seed).to(device)
+    named = dict(model.named_parameters())
+    optimizer = torch.optim.AdamW(named.values(), lr=recipe.learning_rate, betas=BETAS, eps=EPS,
+                                  weight_decay=recipe.weight_decay)
+    state = load_state(run.path)
+    start, wall_time = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state.parameters)
+        restore_adam(optimizer, named, state.exp_avg, state.exp_avg_sq, state.adam_step)
+        torch.set_rng_state(state.rng)
+        start, wall_time = state.step, state.wall_time_s
+    eval_inputs = {split: inputs_from_batch(run.task, batch, device) for split, batch in run.eval_sets.items()}
+    pending = [s for s in checkpoint_steps(recipe.steps, recipe.checkpoints, recipe.first_checkpoint) if s > start]
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=recipe.steps, initial=start, disable=not progress, desc=run.path.name,
+               unit="step", dynamic_ncols=True)
+    losses: list[torch.Tensor] = []
+    began = time.perf_counter()
+    for step in range(start + 1, recipe.steps + 1):
+        batch = run.task.training_batch(run.pool, recipe.batch_size, recipe.seed, step, zipf=recipe.zipf)
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.learning_rate_at(step)
+        loss = model.loss(inputs_from_batch(run.task, batch, device), targets_from_batch(run.task, batch, device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        optimizer.step()
+        losses.append(loss.detach())
+        bar.update()
+        if pending and step == pending[0]:
+            pending.pop(0)
+            run.log(step, evaluate(model, eval_inputs), losses)
+            bar.set_postfix(loss=f"{losses[-1].item():.4f}")
+            losses = []
+            exp_avg, exp_avg_sq, adam_step = adam_state(optimizer, named)
+            save_state(run.path, TrainState(step, dict(model.state_dict()), exp_avg, exp_avg_sq, adam_step,
+                                            torch.get_rng_state(), wall_time + time.perf_counter() - began))
+            if stop_after is not None and step >= stop_after and pending:
+                bar.close()
+                return run.path
+    bar.close()
+    finish_run(run, model.state_dict(), wall_time + time.perf_counter() - began,
+               seconds_per_step=(time.perf_counter() - began) / max(recipe.steps - start, 1))
+    return run.path
+
+
+def finish_run(run: TrainingRun, parameters: Mapping[str, torch.Tensor], wall_time_s: float,
+               seconds_per_step: float, batched: int = 1) -> None:
+    """Write the final model files, mark the run complete, drop the resume state."""
+    config = run.model_config()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in parameters.items()}
+    with atomic.atomic_path(run.path / MODEL_FILE) as tmp:
+        save_file(tensors, tmp, metadata={"format": "bayesicl-transformer"})
+    atomic.write_json(run.path / MODEL_JSON, {
+        "format": "bayesicl-transformer", "version": 1, "model_config": dataclasses.asdict(config),
+        "recipe": run_config(run.recipe), "diversity": run.diversity, "seed": run.recipe.seed,
+        "step": run.recipe.steps, "num_parameters": sum(int(t.numel()) for t in tensors.values())})
+    run.writer.finish(wall_time_s=wall_time_s, extra={
+        "preset": run.recipe.name, "seconds_per_step": seconds_per_step, "ensemble_members": batched,
+        "torch_version": torch.__version__})
+    shutil.rmtree(run.path / STATE_DIR, ignore_errors=True)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Transformer:
+    """The final model of a finished run folder (model.safetensors + model.json)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / MODEL_JSON).read_text())
+        config = ModelConfig(**meta["model_config"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BayesiclError(f"{path / MODEL_JSON}: cannot read the model config ({error})") from None
+    model = Transformer(config)
+    model.load_state_dict(load_file(str(path / MODEL_FILE)))
+    return model.to(device).eval()
+
+
+def train_runs(recipe: Recipe, diversities: Sequence[int], out: str | Path, *, resume: bool = False,
+               batched: bool = False, progress: bool = True) -> list[Path]:
+    """Train one run per diversity: one after another, or as one stacked ensemble (`batched`,
+    see ensemble.py), which gives the same runs."""
+    diversities = list(dict.fromkeys(int(d) for d in diversities))
+    if batched and len(diversities) > 1:
+        from .ensemble import train_ensemble
+
+        return train_ensemble(recipe, diversities, out, resume=resume, progress=progress)
+    return [train_run(recipe, d, out, resume=resume, progress=progress) for d in diversities]

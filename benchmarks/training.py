@@ -1,0 +1,144 @@
+"""Training throughput of the reference transformers.
+
+Measures, on one device (CPU by default, `--device cuda` if available):
+1. steps/s and tokens/s of each preset (a few hundred steps through `train_run`, logging
+   included: checkpoints, evaluation, store writes);
+2. the wall time of 8 diversities trained one after another vs as one stacked ensemble
+   (`train_ensemble`), and their ratio, in the same process;
+3. the per-step time of the urns paper preset through `train_run` next to a plain loop (the
+   same model, AdamW and clipping on one fixed batch; no data generation, no logging).
+
+    python benchmarks/training.py [--steps 200] [--device cpu] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bayesicl/transformers/cli.py
+
+import torch  # noqa: E402
+
+import bayesicl as bic  # noqa: E402
+from bayesicl.transformers.ensemble import train_ensemble  # noqa: E402
+from bayesicl.transformers.model import (  # noqa: E402
+    ModelConfig,
+    Transformer,
+    init_parameters,
+    inputs_from_batch,
+    targets_from_batch,
+)
+from bayesicl.transformers.presets import load_recipe  # noqa: E402
+from bayesicl.transformers.train import train_run  # noqa: E402
+
+PRESETS = ["urns-small", "regression-small", "classification-small", "urns", "regression", "classification"]
+SWEEP_DIVERSITIES = [4, 8, 16, 32, 64, 128, 256, 1024]
+
+
+def tokens_per_step(recipe) -> int:
+    positions = 2 * recipe.context_length if recipe.task == "regression" else recipe.context_length
+    return recipe.batch_size * positions
+
+
+def preset_throughput(name: str, steps: int, device: str) -> dict:
+    recipe = load_recipe(name, {"steps": steps, "checkpoints": 4, "eval_sequences": 64, "device": device})
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        train_run(recipe, 64, tmp, progress=False)
+        seconds = time.perf_counter() - began
+    return {"preset": name, "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
+            "tokens_per_s": steps * tokens_per_step(recipe) / seconds}
+
+
+def sweep_ratio(steps: int, device: str) -> dict:
+    recipe = load_recipe("urns-small", {"steps": steps, "checkpoints": 4, "eval_sequences": 64, "device": device})
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        for diversity in SWEEP_DIVERSITIES:
+            train_run(recipe, diversity, f"{tmp}/separate", progress=False)
+        separate = time.perf_counter() - began
+        began = time.perf_counter()
+        train_ensemble(recipe, SWEEP_DIVERSITIES, f"{tmp}/batched", progress=False)
+        batched = time.perf_counter() - began
+    members = len(SWEEP_DIVERSITIES)
+    return {"preset": "urns-small", "diversities": SWEEP_DIVERSITIES, "steps": steps,
+            "one_after_another_s": separate, "batched_s": batched, "speedup": separate / batched,
+            "s_per_member_step_separate": separate / (members * steps),
+            "s_per_member_step_batched": batched / (members * steps)}
+
+
+def paper_step_time(steps: int, device: str) -> dict:
+    recipe = load_recipe("urns", {"steps": steps, "checkpoints": 2, "eval_sequences": 64, "device": device})
+    task = bic.task("urns", **recipe.task_params())
+    model = init_parameters(Transformer(ModelConfig.for_task(task, **recipe.architecture())), 0).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate)
+    batch = task.training_batch(task.pool(64, seed=0), recipe.batch_size, 0, 1)
+    inputs, targets = inputs_from_batch(task, batch, device), targets_from_batch(task, batch, device)
+
+    def plain_step():
+        loss = model.loss(inputs, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return loss
+
+    for _ in range(5):
+        plain_step()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    began = time.perf_counter()
+    for _ in range(steps):
+        plain_step()
+    sync()
+    plain = (time.perf_counter() - began) / steps
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        train_run(recipe, 64, tmp, progress=False)
+        logged = (time.perf_counter() - began) / steps
+    return {"preset": "urns", "steps": steps, "plain_loop_s_per_step": plain, "train_run_s_per_step": logged,
+            "overhead_ratio": logged / plain, "num_parameters": model.num_parameters()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="steps per preset measurement")
+    parser.add_argument("--sweep-steps", type=int, default=100, help="steps per run in the sweep comparison")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--presets", nargs="+", default=PRESETS)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("CUDA is not available", file=sys.stderr)
+        return 1
+    results = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "presets": []}
+    for name in args.presets:
+        row = preset_throughput(name, args.steps, args.device)
+        results["presets"].append(row)
+        print(f"{name:22s} {row['steps_per_s']:7.2f} steps/s {row['tokens_per_s']:10.0f} tokens/s", flush=True)
+    sweep = sweep_ratio(args.sweep_steps, args.device)
+    results["sweep"] = sweep
+    print(f"8 diversities x {sweep['steps']} steps: one after another {sweep['one_after_another_s']:.1f} s, "
+          f"batched {sweep['batched_s']:.1f} s, speed-up {sweep['speedup']:.2f}x", flush=True)
+    paper = paper_step_time(args.steps, args.device)
+    results["paper_urns"] = paper
+    print(f"urns paper preset: {paper['train_run_s_per_step'] * 1e3:.1f} ms/step through train_run, "
+          f"{paper['plain_loop_s_per_step'] * 1e3:.1f} ms/step plain loop "
+          f"(x{paper['overhead_ratio']:.2f})", flush=True)
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
