@@ -42,6 +42,12 @@ def _transition_curve(fit: Any) -> pd.DataFrame:
     return steps[finite]
 
 
+def _modeled(rows: pd.DataFrame) -> np.ndarray:
+    if "modeled" in rows:
+        return rows["modeled"].to_numpy(bool)
+    return np.ones(len(rows), dtype=bool)
+
+
 def _log2_ticks(ax: plt.Axes, diversities: np.ndarray) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(diversities)
@@ -53,7 +59,9 @@ def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
     """Observed w̃_M and predicted w_M over D (x, log) × N (y), side by side, with N*(D).
 
     Both panels share one colour scale (0 = generalizing, 1 = memorizing); the predicted
-    transition step N*(D) is drawn on both. Only modeled conditions are shown.
+    transition step N*(D) is drawn on both, the cutoff N_0 (below it the network is not yet
+    near the strategies' span and nothing is modeled) as a dashed line, and the held-out
+    region (largest D, last checkpoints) is outlined.
     Example: ``bayesicl.plot.phase_diagram(fit).savefig("phase_diagram.png")``.
     """
     conditions = fit.conditions[fit.conditions["split"] == split]
@@ -73,15 +81,42 @@ def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
                            & (curve["transition_step"] <= steps.max() * 1.5)]
             panel.plot(inside["diversity"], inside["transition_step"], "k-o", ms=3, lw=1.5,
                        label="predicted $N^*(D)$")
+        cutoff = getattr(fit, "cutoff_step", None)
+        if cutoff is not None and cutoff > steps.min():
+            panel.axhline(cutoff, color="k", ls="--", lw=1)
+            panel.text(diversities[0], cutoff, " $N_0$ (modeled above)", va="bottom", fontsize=8)
+        _outline_heldout(panel, conditions, diversities, steps)
         panel.set_ylim(_edges(steps, False)[0], _edges(steps, False)[-1])
         _log2_ticks(panel, diversities)
         panel.set_xlabel("task diversity D")
         panel.set_title(f"{title} ({split.upper()})")
     axes[0].set_ylabel("training step N")
-    if len(curve):
-        axes[1].legend(loc="upper left", fontsize=8, framealpha=0.8)
+    from matplotlib.patches import Patch
+
+    handles, _ = axes[1].get_legend_handles_labels()
+    handles.append(Patch(facecolor="white", edgecolor=(0, 0, 0, 0.5), hatch="///", label="held out"))
+    axes[1].legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.85)
     fig.colorbar(mesh, ax=list(axes), label="memorizing weight (0 = G, 1 = M)", shrink=0.9)
     return fig
+
+
+def _outline_heldout(panel: Any, conditions: pd.DataFrame, diversities: np.ndarray,
+                     steps: np.ndarray) -> None:
+    """Hatch the modeled conditions that the fit did not see (the extrapolation test)."""
+    if not {"in_fit", "modeled"} <= set(conditions):
+        return
+    held = conditions["modeled"].astype(bool) & ~conditions["in_fit"].astype(bool)
+    if not held.any():
+        return
+    x_edges, y_edges = _edges(diversities, True), _edges(steps, False)
+    mask = (conditions.assign(held=held.astype(float))
+            .pivot_table(index="step", columns="diversity", values="held", aggfunc="max")
+            .reindex(index=steps, columns=diversities).fillna(0).to_numpy())
+    cells = panel.pcolor(x_edges, y_edges, np.ma.masked_less(mask, 0.5), shading="flat")
+    cells.set_facecolor("none")
+    cells.set_hatch("///")
+    cells.set_edgecolor((0, 0, 0, 0.3))
+    cells.set_linewidth(0)
 
 
 def posterior_odds(fit: Any, ax: Any = None) -> plt.Figure:
@@ -107,9 +142,13 @@ def posterior_odds(fit: Any, ax: Any = None) -> plt.Figure:
         ax.plot(x, prior + slope * x, color=colour, lw=1.2, label=f"D={int(diversity)}")
         rows = conditions[conditions["diversity"] == diversity]
         w = np.clip(rows["observed_weight"].to_numpy(float), 0.01, 0.99)
-        ax.plot(rows["step"] ** (1 - alpha), np.log(w / (1 - w)), "o", color=colour, ms=2.5, alpha=0.7)
+        modeled = _modeled(rows)
+        ax.plot(rows["step"][modeled] ** (1 - alpha), np.log(w / (1 - w))[modeled], "o",
+                color=colour, ms=2.5, alpha=0.8)
     ax.axhline(0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel(f"$N^{{1-\\alpha}}$  (α = {alpha:.2f})")
+
+    ax.set_xlabel(f"$N^{{1-\\alpha}}$  (α = {alpha:.2f});  dots: observed logit $\\tilde w_M$ for N ≥ $N_0$",
+                  fontsize=9)
     ax.set_ylabel("log posterior odds  M vs G")
     ax.set_ylim(-12, 12)
     ax.legend(fontsize=7, ncol=2, loc="best")
@@ -127,7 +166,10 @@ def transience(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
     steps = np.geomspace(max(conditions["step"].min(), 1), conditions["step"].max(), 60)
     for colour, diversity in zip(colours, diversities):
         rows = conditions[conditions["diversity"] == diversity]
-        ax.plot(rows["step"], rows["observed_weight"], "o", color=colour, ms=3)
+        modeled = _modeled(rows)
+        ax.plot(rows["step"][modeled], rows["observed_weight"][modeled], "o", color=colour, ms=3)
+        ax.plot(rows["step"][~modeled], rows["observed_weight"][~modeled], "o", mfc="none",
+                color=colour, ms=3, alpha=0.5)
         curve = fit.predict(diversity, steps)
         ax.plot(steps, curve["predicted_weight"], color=colour, lw=1.3, label=f"D={int(diversity)}")
         if {"predicted_low", "predicted_high"} <= set(curve) and curve["predicted_low"].notna().all():
@@ -135,9 +177,14 @@ def transience(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
                             alpha=0.15, lw=0)
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("training step N")
+    ax.set_xlabel("training step N\ndots observed (hollow: before $N_0$, not modeled), lines predicted",
+                  fontsize=9)
     ax.set_ylabel("memorizing weight $w_M$")
-    ax.set_title(f"transient generalization ({split.upper()}): dots observed, lines predicted")
+    cutoff = getattr(fit, "cutoff_step", None)
+    if cutoff:
+        ax.axvline(cutoff, color="grey", ls="--", lw=0.8)
+    ax.set_title(f"memorizing weight over training ({split.upper()})", fontsize=11)
+
     ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
@@ -148,7 +195,7 @@ def transition_steps(fit: Any, ax: Any = None) -> plt.Figure:
                else (ax.figure, ax))
     curve = _transition_curve(fit)
     ax.plot(curve["diversity"], curve["transition_step"], "o-", color="k", ms=4, label="predicted $N^*(D)$")
-    if {"transition_low", "transition_high"} <= set(curve):
+    if {"transition_low", "transition_high"} <= set(curve) and curve["transition_low"].notna().any():
         ax.fill_between(curve["diversity"], curve["transition_low"], curve["transition_high"],
                         color="k", alpha=0.12, lw=0, label="90% interval")
     if len(curve) >= 2:

@@ -180,7 +180,7 @@ class RunWriter:
         loss_path = self.path / fmt.LOSS_CSV
         if new_losses or not loss_path.exists():
             self._losses.update(new_losses)
-            lines = ["step,loss"] + [f"{s},{self._losses[s]!r}" for s in sorted(self._losses)]
+            lines = ["step,loss"] + [f"{s},{_shortest(self._losses[s])}" for s in sorted(self._losses)]
             fmt.write_atomic(loss_path, ("\n".join(lines) + "\n").encode())
 
     def _check_outputs(self, outputs: Mapping[str, Any], target: Path) -> np.ndarray:
@@ -266,6 +266,13 @@ def _check_normalized(log_probs: np.ndarray, what: str) -> None:
     if worst > NORMALIZATION_TOLERANCE:
         raise BayesiclError(f"{what} are not log-probabilities: Σ exp over the last dim is off "
                             f"from 1 by {worst:.3g} (pass log_softmax, not logits)")
+
+
+def _shortest(value: float) -> str:
+    """Text for a loss value: 9 significant digits identify a float32 loss uniquely (and halve
+    loss.csv); any other float64 is written with repr, which reads back exactly."""
+    short = f"{value:.9g}"
+    return short if float(short) == value or float(np.float32(value)) == value else repr(value)
 
 
 def _loss_pairs(loss: Any, step: int, target: Path) -> dict[int, float]:
