@@ -1,0 +1,153 @@
+"""Everything a fit needs from the evidence, in arrays: the bridge from evidence to model.
+
+Per condition c (every condition of the evidence, modeled or not): the strategies' terms
+L̄_s(D_c) and K_s(D_c) (with user overrides of K and the variant's constant complexity
+applied), the step N_c, the run, the observation the likelihood uses (unclipped ID r, or the
+convex weights with more than two strategies) and whether it is in the fit. Once per fit:
+the tabulated paper objective of the fit conditions and the ρ tables of every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .. import rational
+from ..errors import BayesiclError
+from .model import ModelData
+from .objective import PaperObjective, paper_objective
+from .observation import RelativeDistanceCurves, relative_distance_curves
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FitData:
+    """Arrays of the conditions (C) and strategies (S) for the model; see the module doc."""
+
+    evidence: Any
+    variant: str
+    in_fit: np.ndarray
+    loss: pd.DataFrame
+    complexity: pd.DataFrame
+    condition_loss: np.ndarray
+    condition_complexity: np.ndarray
+    step: np.ndarray
+    run: np.ndarray
+    observed: np.ndarray
+    curves: RelativeDistanceCurves
+    objective: PaperObjective
+
+    @property
+    def fit_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.in_fit)
+
+    @property
+    def likelihood_rows(self) -> np.ndarray:
+        """Fit conditions with a finite observation (r is NaN where d(M, G) < 1e-8)."""
+        finite = np.isfinite(self.observed) if self.observed.ndim == 1 \
+            else np.isfinite(self.observed).all(axis=1)
+        return np.flatnonzero(self.in_fit & finite)
+
+    def model_data(self, rows, observed: bool = True) -> ModelData:
+        """`ModelData` for the conditions `rows` (with their observations, or None)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return ModelData(
+            loss=jnp.asarray(self.condition_loss[rows]),
+            complexity=jnp.asarray(self.condition_complexity[rows]),
+            step=jnp.asarray(self.step[rows], dtype=jnp.float64),
+            run=jnp.asarray(self.run[rows]),
+            observed=jnp.asarray(self.observed[rows]) if observed else None,
+            curve_nodes=jnp.asarray(self.curves.nodes),
+            curve_values=jnp.asarray(self.curves.values[:, 0]),
+            curve_slopes=jnp.asarray(self.curves.slopes[:, 0]))
+
+
+def fit_data(evidence, in_fit: np.ndarray, variant: str | None = None,
+             complexity_override: Mapping | None = None) -> FitData:
+    """Assemble `FitData`: terms per condition, observations, objective tables, ρ tables."""
+    variant = rational.check_variant(variant)
+    in_fit = np.asarray(in_fit, dtype=bool)
+    if in_fit.shape != (evidence.num_conditions,):
+        raise BayesiclError(f"in_fit has shape {in_fit.shape}, expected ({evidence.num_conditions},)")
+    complexity = terms_for_fit(evidence.complexity, complexity_override, variant)
+    loss = evidence.loss.copy()
+    table = evidence.conditions
+    diversity = table["diversity"].to_numpy()
+    strategies = evidence.strategies
+    if len(strategies) > 2:
+        observed = table[[f"observed_{k}_id" for k in strategies]].to_numpy(dtype=np.float64)
+    else:
+        observed = table["r_id"].to_numpy(dtype=np.float64)
+    return FitData(
+        evidence=evidence, variant=variant, in_fit=in_fit, loss=loss, complexity=complexity,
+        condition_loss=loss.loc[diversity].to_numpy(dtype=np.float64),
+        condition_complexity=complexity.loc[diversity].to_numpy(dtype=np.float64),
+        step=table["step"].to_numpy(dtype=np.float64), run=table["run"].to_numpy(),
+        observed=observed, curves=relative_distance_curves(evidence),
+        objective=paper_objective(evidence, np.flatnonzero(in_fit)))
+
+
+def terms_for_fit(complexity: pd.DataFrame, override: Mapping | None, variant: str) -> pd.DataFrame:
+    """K_s(D) with overrides applied, then the variant's K_s(D) := K_s(D_min) if asked.
+
+    `override` maps (kind, D) → bits, kind → {D: bits}, or kind → bits (every D).
+
+    >>> k = pd.DataFrame({"memorizing": [10.0, 40.0], "generalizing": [2.0, 2.0]},
+    ...                  index=pd.Index([4, 16], name="diversity"))
+    >>> terms_for_fit(k, {("memorizing", 16): 30.0}, "full")["memorizing"].tolist()
+    [10.0, 30.0]
+    >>> terms_for_fit(k, None, "constant_complexity")["memorizing"].tolist()
+    [10.0, 10.0]
+    """
+    complexity = apply_complexity_override(complexity, override)
+    if variant == "constant_complexity":
+        values = rational.constant_complexity(complexity.to_numpy(), complexity.index.to_numpy())
+        complexity = pd.DataFrame(values, index=complexity.index, columns=complexity.columns)
+    return complexity
+
+
+def apply_complexity_override(complexity: pd.DataFrame, override: Mapping | None) -> pd.DataFrame:
+    """A copy of K_s(D) with user-set values (see `terms_for_fit`)."""
+    complexity = complexity.copy()
+    for kind, diversity, bits in _override_items(override):
+        if kind not in complexity.columns:
+            raise BayesiclError(f"complexity override names strategy {kind!r}; the fit has "
+                                f"{list(complexity.columns)}")
+        if not np.isfinite(bits) or bits < 0:
+            raise BayesiclError(f"complexity override {kind}={bits!r} must be a finite number of bits ≥ 0")
+        if diversity is None:
+            complexity[kind] = float(bits)
+        elif diversity in complexity.index:
+            complexity.loc[diversity, kind] = float(bits)
+        else:
+            raise BayesiclError(f"complexity override for D={diversity}: the evidence has "
+                                f"diversities {complexity.index.tolist()}")
+    return complexity
+
+
+def _override_items(override: Mapping | None):
+    for key, value in (override or {}).items():
+        if isinstance(key, tuple):
+            yield str(key[0]), int(key[1]), float(value)
+        elif isinstance(value, Mapping):
+            for diversity, bits in value.items():
+                yield str(key), int(diversity), float(bits)
+        else:
+            yield str(key), None, float(value)
+
+
+def override_lookup(override: Mapping | None, kind: str, diversity: int) -> float | None:
+    """The overridden K of `kind` at `diversity`, if the user set one (else None).
+
+    >>> override_lookup({"memorizing": 12.0}, "memorizing", 64)
+    12.0
+    """
+    found = None
+    for name, d, bits in _override_items(override):
+        if name == kind and (d is None or d == int(diversity)):
+            found = bits
+    return found

@@ -1,0 +1,300 @@
+"""The paper's fit objective (SPEC §8), tabulated once so that optimizing it is cheap.
+
+J(W) = (1/C) Σ_c f_c(W_c), the equal-weight mean over the fit conditions of
+
+    f_c(w) = mean over sequences × scored positions of KL(T_c ‖ Σ_s w_s s)   (distributions)
+    f_c(w) = mean over sequences × scored positions of (T_c − Σ_s w_s s)²     (regression)
+
+on the ID split. J depends on (α, β, γ) only through each condition's weights W_c, so the
+token-level work is done once:
+
+- regression: f_c is exactly quadratic, f_c(w) = f*_c + (v − v*_c)ᵀ A_c (v − v*_c) with v the
+  weights of every strategy but G (Σ_s w_s = 1); f*_c, v*_c, A_c are stored, no tokens.
+- two distributions: f_c(w_M) is smooth and convex on [0, 1]; f_c and f_c' are tabulated at
+  `NODES` Chebyshev-spaced nodes (denser at 0 and 1, where f_c bends most) and interpolated
+  by cubic Hermite polynomials, so an optimizer step touches C × K numbers.
+- more than two distributions: J is computed exactly from the tokens (slower).
+
+`exact_terms` evaluates f_c, ∇f_c and ∇²f_c exactly from the tokens (float64) at given
+weights; the MAP fit polishes the surrogate's optimum with Newton steps on them and reports
+the exact objective. KL uses the conventions of `bayesicl.observe`: log-probabilities floored
+at log 1e-30 and renormalized, mixtures of probabilities floored at 1e-30.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import observe
+from ..errors import BayesiclError
+
+#: Interpolation nodes in w_M ∈ [0, 1] for the two-strategy KL surrogate.
+NODES = 129
+#: The generalizing strategy (index 1) is the reference of the regression quadratic.
+REFERENCE = 1
+#: Token entries per tabulation chunk (bounds memory at ~NODES × this × 8 bytes).
+CHUNK_ENTRIES = 1 << 15
+
+
+def chebyshev_nodes(count: int = NODES) -> np.ndarray:
+    """(1 − cos(πk/(K−1)))/2, k = 0..K−1: nodes on [0, 1], dense at both ends.
+
+    >>> chebyshev_nodes(5).round(4).tolist()
+    [0.0, 0.1464, 0.5, 0.8536, 1.0]
+    """
+    if count < 2:
+        raise BayesiclError(f"need at least two interpolation nodes, got {count}")
+    return (1.0 - np.cos(np.pi * np.arange(count) / (count - 1))) / 2.0
+
+
+def hermite(nodes, values, slopes, x):
+    """Cubic Hermite interpolation of (values, slopes) given at the Chebyshev `nodes` (K,) of
+    `chebyshev_nodes`, evaluated at x.
+
+    values, slopes (..., K); x (...) is clipped to [0, 1]. Returns (...). Exact for cubics;
+    C¹ everywhere, so gradients through it are continuous.
+
+    >>> nodes = jnp.asarray(chebyshev_nodes(3)); x = jnp.array(0.3)
+    >>> float(hermite(nodes, nodes ** 3, 3 * nodes ** 2, x).round(6))
+    0.027
+    """
+    return hermite_with_slope(nodes, values, slopes, x)[0]
+
+
+@jax.jit
+def hermite_with_slope(nodes, values, slopes, x):
+    """The Hermite interpolant of `hermite` and its derivative in x, both (...).
+
+    The interval holding x is found in closed form, k = ⌊(K − 1)·arccos(1 − 2x)/π⌋, not by a
+    search: this runs inside every NUTS leapfrog step.
+
+    >>> nodes = jnp.asarray(chebyshev_nodes(3))
+    >>> [round(float(v), 6) for v in hermite_with_slope(nodes, nodes ** 3, 3 * nodes ** 2, jnp.array(0.3))]
+    [0.027, 0.27]
+    """
+    nodes = jnp.asarray(nodes)
+    count = nodes.shape[0]
+    x = jnp.clip(jnp.asarray(x), 0.0, 1.0)
+    position = (count - 1) * jnp.arccos(jnp.clip(1.0 - 2.0 * x, -1.0, 1.0)) / jnp.pi
+    k = jnp.clip(jnp.floor(position).astype(jnp.int32), 0, count - 2)
+    x0, x1 = nodes[k], nodes[k + 1]
+    width = x1 - x0
+    t = (x - x0) / width
+    take = lambda table, i: jnp.take_along_axis(table, i[..., None], axis=-1)[..., 0]  # noqa: E731
+    y0, y1 = take(values, k), take(values, k + 1)
+    m0, m1 = take(slopes, k), take(slopes, k + 1)
+    t2, t3 = t * t, t * t * t
+    value = ((2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * width * m0
+             + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * width * m1)
+    slope = ((6 * t2 - 6 * t) * (y0 - y1) / width + (3 * t2 - 4 * t + 1) * m0 + (3 * t2 - 2 * t) * m1)
+    return value, slope
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PaperObjective:
+    """The paper's objective on the fit conditions, ready to optimize.
+
+    ``mode`` is "hermite" (two distributions), "quadratic" (regression) or "tokens" (more
+    than two distributions); ``tables`` is the pytree `surrogate` reads. ``tokens`` holds
+    what `exact_terms` needs for distributions: the transformer's log-probs (C, n, O) as
+    stored (float32), the strategies' probabilities (R', S, n, O) float64 and each
+    condition's index into them (C,); n = sequences × scored positions.
+    """
+
+    mode: str
+    num_conditions: int
+    num_strategies: int
+    tables: dict[str, Any]
+    tokens: dict[str, Any] | None
+    tabulation_s: float = 0.0
+
+    def surrogate(self, weights):
+        """J on the tables (JAX; exact for "quadratic" and "tokens"); weights (C, S)."""
+        return surrogate_value(self.mode, self.tables, weights)
+
+    def exact_terms(self, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact f_c, ∇_w f_c (C, S) and ∇²_w f_c (C, S, S) at weights (C, S), float64."""
+        weights = jnp.asarray(weights, dtype=jnp.float64)
+        if self.mode == "quadratic":
+            out = _quadratic_terms(self.tables, weights)
+        else:
+            out = _kl_terms(weights, self.tokens["log_t"], self.tokens["probs"], self.tokens["run"])
+        return tuple(np.asarray(a, dtype=np.float64) for a in out)
+
+    def exact(self, weights) -> float:
+        """The exact objective J(W) = mean_c f_c(W_c), float64."""
+        return float(np.mean(self.exact_terms(weights)[0]))
+
+
+def surrogate_value(mode: str, tables: dict[str, Any], weights):
+    """J(W) from the tables of `paper_objective` (mode as in `PaperObjective`)."""
+    if mode == "hermite":
+        return jnp.mean(hermite(tables["nodes"], tables["values"], tables["slopes"], weights[:, 0]))
+    if mode == "quadratic":
+        return jnp.mean(_quadratic_terms(tables, weights)[0])
+    if mode == "tokens":
+        return jnp.mean(_kl_values(weights, tables["log_t"], tables["probs"], tables["run"]))
+    raise BayesiclError(f"unknown objective mode {mode!r}")
+
+
+def taylor_value(f0, grad, hess, center, weights):
+    """The second-order model of J around `center`: mean_c f_c + ∇f_c·Δ + ½ Δᵀ∇²f_c Δ.
+
+    Its gradient and Hessian in (α, β, γ) at the center equal the exact ones of J (the chain
+    rule needs only the first two derivatives of f_c), which is what a Newton step uses.
+    """
+    delta = weights - center
+    return jnp.mean(f0 + jnp.sum(grad * delta, -1) + 0.5 * jnp.einsum("cs,cst,ct->c", delta, hess, delta))
+
+
+def paper_objective(evidence, rows, nodes: int = NODES) -> PaperObjective:
+    """Tabulate the paper's objective for the conditions `rows` (indices into the evidence).
+
+    >>> import bayesicl as bic, numpy as np
+    >>> from bayesicl.evidence import evidence_from_arrays
+    >>> task = bic.task("urns", num_dims=3, context_length=2)
+    >>> rng = np.random.default_rng(0)
+    >>> s = np.log(rng.dirichlet(np.ones(3), size=(1, 2, 2, 4, 2)))      # (R, S, split, B, P, O)
+    >>> t = np.log(0.3 * np.exp(s[:, 0]) + 0.7 * np.exp(s[:, 1]))
+    >>> ev = evidence_from_arrays(task, ("memorizing", "generalizing"), t, s, diversity=[4],
+    ...     step=[10], loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
+    >>> objective = paper_objective(ev, [0])
+    >>> objective.exact([[0.3, 0.7]]) < 1e-12 < objective.exact([[0.9, 0.1]])
+    True
+    """
+    import time
+
+    start = time.perf_counter()
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        raise BayesiclError("no fit conditions: nothing to fit (check the cutoff and holdout)")
+    arrays = evidence.arrays
+    split = [str(s) for s in arrays["split"].values].index("id")
+    scored = np.asarray(arrays["scored"].values, dtype=bool)
+    run_of = evidence.conditions["run"].to_numpy()[rows]
+    runs, run_index = np.unique(run_of, return_inverse=True)
+    transformer = np.asarray(arrays["transformer"].values[rows, split][:, :, scored])   # (C, B, P', O)
+    strategies = np.asarray(arrays["strategy"].values[runs][:, :, split][:, :, :, scored])
+    num_strategies = strategies.shape[1]
+    if evidence.output_kind == "predictions":
+        tables = _quadratic_tables(transformer, strategies, run_index)
+        out = PaperObjective("quadratic", rows.size, num_strategies, tables, None)
+    else:
+        num_outputs = transformer.shape[-1]
+        log_t = transformer.reshape(rows.size, -1, num_outputs)                    # (C, n, O) float32
+        probs = observe.prepare(strategies, "log_probs", np.ones(strategies.shape[-2], bool)).probs
+        probs = probs.reshape(len(runs), num_strategies, -1, num_outputs)          # (R', S, n, O)
+        tokens = {"log_t": jnp.asarray(log_t), "probs": jnp.asarray(probs), "run": jnp.asarray(run_index)}
+        if num_strategies == 2:
+            tables = _hermite_tables(log_t, probs, run_index, chebyshev_nodes(nodes))
+            out = PaperObjective("hermite", rows.size, 2, tables, tokens)
+        else:
+            out = PaperObjective("tokens", rows.size, num_strategies, tokens, tokens)
+    return dataclasses.replace(out, tabulation_s=time.perf_counter() - start)
+
+
+# -- regression: an exact quadratic -------------------------------------------------------------------
+
+def _quadratic_tables(transformer, strategies, run_index) -> dict[str, Any]:
+    """f*, v*, A per condition with f_c(w) = f* + (v − v*)ᵀA(v − v*), v = w without G.
+
+    Written around the least-squares optimum v* so that f_c stays accurate when T_c lies on
+    the strategies' span (no cancellation between large terms).
+    """
+    num_conditions, num_strategies = transformer.shape[0], strategies.shape[1]
+    others = [s for s in range(num_strategies) if s != REFERENCE]
+    star = np.empty(num_conditions)
+    center = np.empty((num_conditions, len(others)))
+    matrix = np.empty((num_conditions, len(others), len(others)))
+    for c in range(num_conditions):
+        s = strategies[run_index[c]].reshape(num_strategies, -1).astype(np.float64)   # (S, n)
+        x = (s[others] - s[REFERENCE]).T                                               # (n, S−1)
+        y = transformer[c].reshape(-1).astype(np.float64) - s[REFERENCE]
+        count = y.size
+        solution = np.linalg.lstsq(x, y, rcond=None)[0]
+        residual = y - x @ solution
+        star[c] = residual @ residual / count
+        center[c] = solution
+        matrix[c] = x.T @ x / count
+    return {"star": jnp.asarray(star), "center": jnp.asarray(center), "matrix": jnp.asarray(matrix)}
+
+
+@jax.jit
+def _quadratic_terms(tables, weights):
+    others = [s for s in range(weights.shape[1]) if s != REFERENCE]
+    delta = weights[:, others] - tables["center"]                                 # (C, S−1)
+    a = tables["matrix"]
+    value = tables["star"] + jnp.einsum("ci,cij,cj->c", delta, a, delta)
+    num = weights.shape[1]
+    grad = jnp.zeros(weights.shape).at[:, others].set(2 * jnp.einsum("cij,cj->ci", a, delta))
+    index = jnp.asarray(others)
+    hess = jnp.zeros((weights.shape[0], num, num)).at[:, index[:, None], index[None, :]].set(2 * a)
+    return value, grad, hess
+
+
+# -- distributions: KL(T ‖ Σ w s) from the tokens ------------------------------------------------------
+
+def _normalize(log_t):
+    """`observe.normalize_log_probs` in JAX, float64."""
+    log_t = jnp.maximum(log_t.astype(jnp.float64), observe.LOG_FLOOR)
+    return log_t - jax.nn.logsumexp(log_t, axis=-1, keepdims=True)
+
+
+def _condition_kl(w, log_t, probs):
+    """f, ∇f, ∇²f of KL(T ‖ Σ w s) averaged over entries: w (S,), log_t (n, O), probs (S, n, O)."""
+    lt = _normalize(log_t)
+    pt = jnp.exp(lt)
+    h = jnp.maximum(jnp.einsum("s,sno->no", w, probs), observe.PROBABILITY_FLOOR)
+    count = log_t.shape[0]
+    value = jnp.sum(pt * (lt - jnp.log(h))) / count
+    ratio = pt / h
+    grad = -jnp.einsum("no,sno->s", ratio, probs) / count
+    hess = jnp.einsum("no,sno,tno->st", ratio / h, probs, probs) / count
+    return value, grad, hess
+
+
+@jax.jit
+def _kl_terms(weights, log_t, probs, run):
+    return jax.lax.map(lambda a: _condition_kl(a[0], a[1], probs[a[2]]), (weights, log_t, run))
+
+
+@jax.jit
+def _kl_values(weights, log_t, probs, run):
+    def one(a):
+        w, lt, r = a
+        lt = _normalize(lt)
+        h = jnp.maximum(jnp.einsum("s,sno->no", w, probs[r]), observe.PROBABILITY_FLOOR)
+        return jnp.sum(jnp.exp(lt) * (lt - jnp.log(h))) / lt.shape[0]
+
+    return jax.lax.map(one, (weights, log_t, run))
+
+
+def _hermite_tables(log_t, probs, run_index, nodes) -> dict[str, Any]:
+    """f_c(w_k) and f_c'(w_k) at the nodes, run by run: the mixture at every node is formed
+    once per run and contracted with all its conditions' T (a matrix product)."""
+    num_conditions, count = log_t.shape[0], log_t.shape[1]
+    values = np.empty((num_conditions, nodes.size))
+    slopes = np.empty((num_conditions, nodes.size))
+    for r in range(probs.shape[0]):
+        rows = np.flatnonzero(run_index == r)
+        lt = observe.normalize_log_probs(log_t[rows]).reshape(rows.size, -1)        # (c, n·O)
+        pt = np.exp(lt)
+        m, g = probs[r, 0].reshape(-1), probs[r, 1].reshape(-1)
+        value = np.einsum("ci,ci->c", pt, lt)[:, None] * np.ones(nodes.size)
+        slope = np.zeros((rows.size, nodes.size))
+        for start in range(0, m.size, CHUNK_ENTRIES):
+            part = slice(start, start + CHUNK_ENTRIES)
+            delta = m[part] - g[part]
+            h = np.maximum(g[part][None, :] + nodes[:, None] * delta[None, :], observe.PROBABILITY_FLOOR)
+            # einsum, not `@`: these products are small, and a multi-threaded BLAS on a busy
+            # 2-core machine spends 40× longer waiting for its threads than computing.
+            value -= np.einsum("ci,ki->ck", pt[:, part], np.log(h))
+            slope -= np.einsum("ci,ki->ck", pt[:, part], delta[None, :] / h)
+        values[rows] = value / count
+        slopes[rows] = slope / count
+    return {"nodes": jnp.asarray(nodes), "values": jnp.asarray(values), "slopes": jnp.asarray(slopes)}
