@@ -24,4 +24,21 @@ from ._version import __version__  # noqa: E402
 from .errors import BayesiclError  # noqa: E402
 from .tasks import task  # noqa: E402
 
-__all__ = ["__version__", "BayesiclError", "strategies", "task", "tasks"]
+#: Stages loaded on first use, so that `import bayesicl` stays light and never imports torch.
+_LAZY = {"fit": ".fit", "plot": ".plot", "evidence": ".evidence", "runs": ".runs",
+         "observe": ".observe", "metrics": ".metrics", "rational": ".rational"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(_LAZY[name], __name__)
+    if name == "load_fit":
+        from .fit import load_fit
+
+        return load_fit
+    raise AttributeError(f"module 'bayesicl' has no attribute {name!r}")
+
+
+__all__ = [*_LAZY, "load_fit", "__version__", "BayesiclError", "strategies", "task", "tasks"]

@@ -11,8 +11,21 @@ run two ways: `map` and `nuts`) → `predict` → `result` (FitResult, save/load
 
 from __future__ import annotations
 
+import sys
+
 from .compare import compare_variants
 from .pipeline import fit
 from .result import FitResult, load_fit
 
 __all__ = ["FitResult", "compare_variants", "fit", "load_fit"]
+
+
+class _CallableModule(sys.modules[__name__].__class__):
+    """Makes `bayesicl.fit(runs, method=...)` work as SPEC §14 says, while `bayesicl.fit`
+    stays the subpackage that holds the pieces of the fit."""
+
+    def __call__(self, *args, **kwargs) -> FitResult:
+        return fit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

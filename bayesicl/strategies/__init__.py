@@ -10,6 +10,11 @@ outputs in the same layout out, so the rational model never asks "network or bas
 >>> m, g = bic.strategies.memorizing(task, pool), bic.strategies.generalizing(task)
 >>> m(batch).shape, g(batch).shape
 ((5, 16, 8), (5, 16, 8))
+
+A task family added with `bayesicl.tasks.register` plugs its own strategies in with
+`register(family, kind, build, source=..., parameters=...)` and its loss with
+`register_loss(family, per_position)`; `memorizing`, `loss`, `complexity` and the evidence
+then treat it like a built-in family (examples/add_a_task_family.py).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from ..errors import BayesiclError
 from ..tasks import Task, sampling_probabilities
 from ..tasks import task as _task
 from . import classification, regression, urns
-from .base import KINDS, Strategy
-from .loss import loss, median_of_means, per_position_loss
+from .base import KINDS, Strategy, register
+from .loss import loss, median_of_means, per_position_loss, register_loss
 
 
 def memorizing(task: Task | str, pool: Any, *, zipf: float | None = None,
@@ -103,4 +108,4 @@ except ModuleNotFoundError as error:
 
 __all__ = ["Strategy", "KINDS", "memorizing", "generalizing", "constant", "for_task", "loss",
            "per_position_loss", "median_of_means", "complexity", "urns", "regression",
-           "classification"]
+           "classification", "register", "register_loss"]

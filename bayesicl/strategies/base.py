@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import inspect
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,6 +45,93 @@ FAMILY_MODULES: dict[str, str] = {
     "regression": "bayesicl.strategies.regression",
     "classification": "bayesicl.strategies.classification",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredStrategy:
+    """One strategy of a user-registered task family, as `register` stored it.
+
+    `build(task, pool)` returns the predictor, a callable batch → outputs (`pool` is None for
+    G and C); `source` is the canonical source text K_code measures (None: no complexity);
+    `parameters(task, pool)` the prior parameters K_data measures (None: the pool, for M).
+    """
+
+    family: str
+    kind: str
+    build: Callable[[Task, Any], Callable[[Mapping[str, Any]], Any]]
+    source: str | None = None
+    parameters: Callable[[Task, Any], Any] | None = None
+
+
+#: Strategies of user-registered task families, by (family, kind); `register` adds them.
+REGISTERED: dict[tuple[str, str], RegisteredStrategy] = {}
+
+
+def register(family: str, kind: str, build: Callable[[Task, Any], Callable[[Mapping[str, Any]], Any]], *,
+             source: str | Callable | None = None,
+             parameters: Callable[[Task, Any], Any] | None = None) -> RegisteredStrategy:
+    """Plug a strategy of a task family registered with `bayesicl.tasks.register` in.
+
+    `kind` is "memorizing", "generalizing" or "constant". `build(task, pool)` is called once
+    per `Strategy` (pool: the D training tasks for M, None for G and C) and returns a
+    callable batch → probabilities in the layout the family's transformer logs (the evidence
+    and the fit treat every family but regression as distributions). For the complexity K_s
+    (SPEC §5), `source` is the strategy's short canonical reference implementation, a string
+    or a function/class whose source is read with `inspect` (K_code: normalized and
+    compressed as the built-in canonical sources are), and `parameters(task, pool)` returns
+    the prior parameters serialized for K_data (float64, C order); for M it defaults to the
+    pool. Registering (family, kind) again replaces it. The family's loss for L̄ is
+    registered with `bayesicl.strategies.register_loss`. See examples/add_a_task_family.py.
+
+    >>> import dataclasses, numpy as np, bayesicl as bic
+    >>> @bic.tasks.register
+    ... @dataclasses.dataclass(frozen=True)
+    ... class Dice(bic.tasks.Urns):          # urns under another family name
+    ...     family = "dice"
+    >>> uniform = "def predict(d, tokens):\\n    return [[1 / d] * d for _ in tokens[1:]]"
+    >>> _ = register("dice", "constant",
+    ...              lambda task, pool: lambda batch: np.full((len(batch["tokens"]),
+    ...                  task.context_length, task.num_dims), 1 / task.num_dims),
+    ...              source=uniform, parameters=lambda task, pool: np.full(task.num_dims, 1 / task.num_dims))
+    >>> task = bic.task("dice", num_dims=2, context_length=3)
+    >>> c = bic.strategies.constant(task)
+    >>> c, c({"tokens": [[2, 0, 1, 1]]})[0, 0].tolist()
+    (Strategy(C: constant, dice), [0.5, 0.5])
+    >>> bic.strategies.complexity(c) > 0
+    True
+    """
+    from ..tasks import FAMILIES
+
+    if family in FAMILY_MODULES:
+        raise BayesiclError(f"task family {family!r} has built-in strategies; register a new family")
+    if family not in FAMILIES:
+        raise BayesiclError(f"unknown task family {family!r}: register it first with "
+                            "bayesicl.tasks.register")
+    if not FAMILIES[family].input_keys:
+        raise BayesiclError(f"task family {family!r} names no input_keys (the batch keys its "
+                            "strategies and transformers read)")
+    if kind not in KINDS:
+        raise BayesiclError(f"unknown strategy kind {kind!r}; known: {', '.join(KINDS)}")
+    if not callable(build) or (parameters is not None and not callable(parameters)):
+        raise BayesiclError("register() takes callables: build(task, pool) and parameters(task, pool)")
+    if source is not None:
+        source = _source_text(source)
+        from .complexity import normalized_source
+
+        normalized_source(source)               # refuse a source that does not parse, now
+    entry = RegisteredStrategy(family, kind, build, source, parameters)
+    REGISTERED[(family, kind)] = entry
+    return entry
+
+
+def _source_text(source: str | Callable) -> str:
+    if isinstance(source, str):
+        return source
+    try:
+        return textwrap.dedent(inspect.getsource(source))
+    except (OSError, TypeError):
+        raise BayesiclError(f"cannot read the source of {source!r}; pass the canonical source "
+                            "as a string") from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -71,8 +160,15 @@ class Strategy:
         if not isinstance(self.task, Task):
             raise BayesiclError(f"strategy task must be a bayesicl Task, got {type(self.task).__name__}")
         if self.task.family not in FAMILY_MODULES:
-            raise BayesiclError(f"no closed-form strategies for task family {self.task.family!r}; "
-                                f"known: {', '.join(FAMILY_MODULES)}")
+            if (self.task.family, self.kind) not in REGISTERED:
+                have = [k for (f, k) in REGISTERED if f == self.task.family]
+                raise BayesiclError(f"no {self.kind} strategy for task family {self.task.family!r}; "
+                                    + (f"registered: {', '.join(have)}" if have else
+                                       f"built in: {', '.join(FAMILY_MODULES)} (or use "
+                                       "bayesicl.strategies.register)"))
+            if self.probabilities is not None:
+                raise BayesiclError(f"registered strategies of {self.task.family!r} take a uniform "
+                                    "prior over the pool, not pool probabilities or a Zipf law")
         if self.kind != "memorizing":
             if self.pool is not None or self.probabilities is not None:
                 raise BayesiclError(f"the {self.kind} strategy takes no pool or pool probabilities")
@@ -101,6 +197,11 @@ class Strategy:
         return None if self.pool is None else self.task.pool_size(self.pool)
 
     @functools.cached_property
+    def _registered(self) -> Callable[[Mapping[str, Any]], Any]:
+        # A registered strategy's predictor, built on the first call and kept with the strategy.
+        return REGISTERED[(self.task.family, self.kind)].build(self.task, self.pool)
+
+    @functools.cached_property
     def _family(self):
         return importlib.import_module(FAMILY_MODULES[self.task.family])
 
@@ -114,7 +215,8 @@ class Strategy:
         """Outputs on `batch` in the SPEC §15 layout (see the module docstring).
 
         dtype: float32 for the urns memorizing strategy, float64 for every other one (see
-        docs/decisions.md, "Strategy dtypes"). With `log=True`, return `log_probs(batch)`.
+        docs/decisions.md, "Strategy dtypes"), registered strategies included. With
+        `log=True`, return `log_probs(batch)`.
         """
         if log:
             return self.log_probs(batch)
@@ -123,8 +225,22 @@ class Strategy:
         self.task.validate_batch(batch)
         if np.shape(batch[self.task.input_keys[0]])[0] == 0:
             raise BayesiclError(f"{self.task.family} batch holds no sequences")
+        if self.task.family not in FAMILY_MODULES:
+            return self._registered_outputs(batch)
         prior = self._prior if self.kind == "memorizing" else None
         return self._family.outputs(self.kind, self.task, prior, batch)
+
+    def _registered_outputs(self, batch: Mapping[str, Any]) -> np.ndarray:
+        outputs = np.asarray(self._registered(batch))
+        size = np.shape(batch[self.task.input_keys[0]])[0]
+        if outputs.ndim < 1 or outputs.shape[0] != size or not np.issubdtype(outputs.dtype, np.number):
+            raise BayesiclError(f"registered {self.kind} strategy of {self.task.family!r} returned "
+                                f"shape {outputs.shape} {outputs.dtype}, expected ({size}, ...) numbers")
+        outputs = outputs.astype(np.float64)
+        if not np.all(np.isfinite(outputs)):
+            raise BayesiclError(f"registered {self.kind} strategy of {self.task.family!r} returned "
+                                "NaN or infinite outputs")
+        return outputs
 
     def log_probs(self, batch: Mapping[str, Any]) -> np.ndarray:
         """Natural-log probabilities, same layout as the call (distribution families only).

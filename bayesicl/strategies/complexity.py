@@ -14,6 +14,8 @@ Both terms are compressed sizes, an upper bound on description length:
   d concentrations; regression (0, 1, σ²); classification (0, 1/d, ε)), C the prediction it
   always makes (urns the d probabilities 1/d; regression the one number 0; classification the
   L label probabilities 1/L).
+- Strategies of user-registered families (`bayesicl.strategies.register`) are measured the
+  same way from the source and the prior parameters they were registered with.
 
 Compressed size = 8 × the fewest bytes among lzma (preset 9 | extreme), bz2 (level 9), zlib
 (level 9), zstd (level 22, single-threaded) and the raw bytes. `paper_compatible=True` follows
@@ -167,12 +169,35 @@ def measure_code_lengths() -> dict[str, Any]:
     }
 
 
+def source_length(source: str, *, paper_compatible: bool = False) -> float:
+    """K_code of a canonical source text in bits: `compressed_bits` of `normalized_source`.
+
+    This is how every stored value in kcode.json was measured, and how the sources of
+    registered strategies are.
+
+    >>> source_length("def predict(d):\\n    return [1 / d] * d  # uniform\\n")   # 27 bytes, raw
+    216.0
+    """
+    return compressed_bits(normalized_source(source).encode("utf-8"), paper_compatible=paper_compatible)
+
+
 def code_length(family: str, kind: str, *, paper_compatible: bool = False) -> float:
     """K_code(s) in bits, as stored in canonical/kcode.json for (family, kind).
+
+    A strategy plugged in with `bayesicl.strategies.register` is measured from the source
+    it was registered with (`source_length`).
 
     >>> code_length("urns", "memorizing") > 0
     True
     """
+    from .base import REGISTERED
+
+    registered = REGISTERED.get((str(family), str(kind)))
+    if registered is not None:
+        if registered.source is None:
+            raise BayesiclError(f"strategy {family}/{kind} was registered without a canonical "
+                                "source; pass source= to bayesicl.strategies.register for K_code")
+        return source_length(registered.source, paper_compatible=paper_compatible)
     try:
         stored = json.loads(KCODE_PATH.read_text(encoding="utf-8"))["strategies"]
     except (OSError, ValueError, KeyError) as error:
@@ -191,7 +216,9 @@ def prior_parameters(strategy: Any, *, paper_compatible: bool = False) -> np.nda
     """The array whose bytes K_data compresses (module docstring; dtype float64 unless paper).
 
     Reads only `strategy.kind`, `strategy.task` and, for M, `strategy.pool` (and the prior
-    weights `strategy.probabilities` if set: a weighted M prior appends them as a column).
+    weights `strategy.probabilities` if set: a weighted M prior appends them as a column). A
+    registered strategy's are its `parameters(task, pool)` (for M by default the pool), as
+    float64 even under paper_compatible.
 
     >>> import bayesicl as bic
     >>> prior_parameters(bic.strategies.generalizing(bic.task("regression", num_dims=8))).tolist()
@@ -199,6 +226,9 @@ def prior_parameters(strategy: Any, *, paper_compatible: bool = False) -> np.nda
     """
     kind, task = _described(strategy)
     family = task.family
+    registered = _registered(family, kind)
+    if registered is not None:
+        return _registered_parameters(registered, task, getattr(strategy, "pool", None))
     d = int(task.num_dims)
     if kind == "memorizing":
         pool = task.validate_pool(strategy.pool)
@@ -292,6 +322,31 @@ def complexity_table(task: Any, diversities: Iterable[int], seed: Any,
         rows.append([complexity(_Described(kind, task, pool if kind == "memorizing" else None),
                                 paper_compatible=paper_compatible) for kind in kinds])
     return pd.DataFrame(rows, index=pd.Index(diversities, name="diversity"), columns=list(kinds))
+
+
+def _registered(family: str, kind: str):
+    from .base import REGISTERED
+
+    return REGISTERED.get((family, kind))
+
+
+def _registered_parameters(registered, task: Any, pool: Any) -> np.ndarray:
+    if registered.parameters is not None:
+        values = registered.parameters(task, pool)
+    elif registered.kind == "memorizing":
+        values = task.validate_pool(pool)
+    else:
+        raise BayesiclError(f"strategy {registered.family}/{registered.kind} was registered without "
+                            "parameters=; K_data needs its prior parameters")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BayesiclError(f"prior parameters of {registered.family}/{registered.kind} are not an "
+                            "array of numbers; pass parameters= to bayesicl.strategies.register") from None
+    if not np.all(np.isfinite(array)):
+        raise BayesiclError(f"prior parameters of {registered.family}/{registered.kind} contain NaN or "
+                            "infinite values")
+    return np.ascontiguousarray(array, dtype="<f8")
 
 
 def _described(strategy: Any) -> tuple[str, Any]:

@@ -5,7 +5,8 @@ Per scored position (all T rows for urns and regression, the query for classific
 - urns: KL(θ ‖ p̂_t) = Σ_v θ_v (log θ_v − log p̂_t[v])   (θ from batch["theta"]);
 - regression: (ŷ_t − w·x_t)² / (2σ²) + ½, the lower-variance form of the squared error
   (y_t − ŷ_t)²/(2σ²) with the same expectation (w from batch["w"]);
-- classification: −log p̂[target], with the clamped probabilities of SPEC §3.3.
+- classification: −log p̂[target], with the clamped probabilities of SPEC §3.3;
+- a family added with `bayesicl.tasks.register`: the loss given to `register_loss`.
 
 L̄ is a median of means over sequences drawn with `task.sample(pool, n, seed,
 purpose="loss_sequences")`, the same sequences for every strategy (common random numbers).
@@ -39,6 +40,44 @@ DEFAULT_SEQUENCES_OTHER = 10_000
 
 #: Sequences evaluated at a time, so that outputs of 50 000 sequences never sit in memory.
 _SEQUENCES_PER_STEP = 2_000
+
+#: Per-position losses of user-registered task families; `register_loss` adds them.
+FAMILY_LOSSES: dict[str, Callable[[Task, np.ndarray, Mapping[str, Any]], Any]] = {}
+
+
+def register_loss(family: str, per_position: Callable[[Task, np.ndarray, Mapping[str, Any]], Any]) -> None:
+    """Register the per-position loss of L̄ (SPEC §4) for a family added by `tasks.register`.
+
+    `per_position(task, log_probs, batch)` gets a strategy's (or any predictor's) natural-log
+    probabilities on `batch` as float64, floored so that they are finite, in the layout the
+    strategy returns, and the batch itself, with the generating parameters the family's
+    sampler stores in it (the θ of each sequence, say). It returns the loss at every scored
+    position, (n, P) or (n,), typically KL(true next-token distribution ‖ prediction).
+    Registering a family again replaces its loss.
+
+    >>> import dataclasses, numpy as np, bayesicl as bic
+    >>> @bic.tasks.register
+    ... @dataclasses.dataclass(frozen=True)
+    ... class Dice(bic.tasks.Urns):          # urns under another family name
+    ...     family = "dice"
+    >>> def kl(task, log_probs, batch):       # KL(θ ‖ p̂_t) at every row t
+    ...     theta = np.asarray(batch["theta"])[:, None, :]
+    ...     return (theta * (np.log(theta) - log_probs)).sum(-1)
+    >>> register_loss("dice", kl)
+    >>> task = bic.task("dice", num_dims=2, context_length=3)
+    >>> fair = lambda batch: np.full((len(batch["tokens"]), 3, 2), 0.5)
+    >>> per_position_loss(task, fair, {"tokens": [[2, 0, 0, 1]], "theta": [[0.5, 0.5]]}).tolist()
+    [[0.0, 0.0, 0.0]]
+    """
+    from ..tasks import FAMILIES
+
+    if family in ("urns", "regression", "classification"):
+        raise BayesiclError(f"task family {family!r} has a built-in loss; register a new family")
+    if family not in FAMILIES:
+        raise BayesiclError(f"unknown task family {family!r}: register it first with bayesicl.tasks.register")
+    if not callable(per_position):
+        raise BayesiclError("register_loss() takes a callable per_position(task, log_probs, batch)")
+    FAMILY_LOSSES[family] = per_position
 
 
 def per_position_loss(task: Task, strategy: Strategy | Callable[[Mapping], Any],
@@ -78,7 +117,10 @@ def per_position_loss(task: Task, strategy: Strategy | Callable[[Mapping], Any],
             raise BayesiclError(f"classification batch['target'] must be (B,) labels in 0..{task.num_labels - 1}")
         log_probs = _outputs(_log_probs(strategy, batch), (target.shape[0], task.num_labels))
         return -np.take_along_axis(log_probs, target[:, None].astype(np.int64), axis=1)[:, 0]
-    raise BayesiclError(f"no strategy loss is defined for task family {family!r}")
+    if family in FAMILY_LOSSES:
+        return _registered_loss(task, strategy, batch)
+    raise BayesiclError(f"no strategy loss is defined for task family {family!r} "
+                        "(register one with bayesicl.strategies.register_loss)")
 
 
 def median_of_means(losses: np.ndarray, seed: Seed = 0) -> float:
@@ -125,6 +167,15 @@ def loss(task: Task, strategy: Strategy | Callable[[Mapping], Any], pool: Any,
         for start in range(0, num_sequences, _SEQUENCES_PER_STEP)
     ]
     return median_of_means(np.concatenate(per_position), seed)
+
+
+def _registered_loss(task: Task, strategy: Any, batch: Mapping[str, Any]) -> np.ndarray:
+    log_probs = _log_probs(strategy, batch)
+    values = np.asarray(FAMILY_LOSSES[task.family](task, log_probs, batch), dtype=np.float64)
+    if values.ndim < 1 or values.shape[0] != log_probs.shape[0]:
+        raise BayesiclError(f"the registered {task.family} loss returned shape {values.shape}, "
+                            f"expected ({log_probs.shape[0]}, ...) losses per scored position")
+    return values
 
 
 def _parameters(batch: Mapping[str, Any], key: str, shape: tuple, family: str) -> np.ndarray:

@@ -1,0 +1,49 @@
+"""The top-level API and command line contracts of SPEC §14–§15."""
+
+import subprocess
+import sys
+
+import bayesicl as bic
+from bayesicl import cli
+
+
+def test_importing_bayesicl_and_fitting_code_never_imports_torch():
+    code = ("import sys, bayesicl as bic; bic.fit; bic.evidence; bic.runs; bic.plot; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_bayesicl_fit_is_callable_and_is_the_fit_function(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bic.fit, "fit", lambda *a, **k: calls.append((a, k)) or "result")
+    assert bic.fit("runs/", method="map") == "result"
+    assert calls == [(("runs/",), {"method": "map"})]
+    assert bic.load_fit is bic.fit.load_fit
+
+
+def test_cli_version_and_verbs(capsys):
+    try:
+        cli.main(["--version"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    assert bic.__version__ in capsys.readouterr().out
+    for verb in ("demo", "train", "sweep", "fit", "plot", "check"):
+        try:
+            cli.main([verb, "--help"])
+        except SystemExit as stop:
+            assert stop.code == 0
+
+
+def test_cli_fit_on_an_empty_folder_fails_with_one_line(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    code = cli.main(["fit", str(tmp_path / "runs"), "--out", str(tmp_path / "fit"), "--method", "map"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("bayesicl fit: error:") and "\n" not in err
+    assert not (tmp_path / "fit").exists()
+
+
+def test_cli_unknown_demo_task_and_missing_fit_folder_fail_cleanly(tmp_path, capsys):
+    assert cli.main(["plot", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nope" in err
