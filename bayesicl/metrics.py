@@ -64,16 +64,20 @@ def condition_metrics(evidence, predicted_weights) -> pd.DataFrame:
     return _metrics_table(evidence, _check_weights(evidence, predicted_weights))
 
 
-def summarize_metrics(evidence, predicted_weights, in_fit) -> dict[str, Any]:
+def summarize_metrics(evidence, predicted_weights, in_fit, table: pd.DataFrame | None = None) -> dict[str, Any]:
     """Metrics per subset (fit, heldout, all) and split (id, ood), as in summary.json.
 
     fit = `in_fit` (C,) bool; heldout = modeled conditions not in the fit; all = both.
     Each leaf holds correlation (Pearson r of predicted w_M vs observed M-weight over
     conditions with a finite observed weight; None with a ``correlation_reason`` when it is
-    undefined), the family's metrics averaged over conditions, and n_conditions.
+    undefined), the family's metrics averaged over conditions, and n_conditions. `table`, if
+    given, is `condition_metrics(evidence, predicted_weights)` already computed by the caller
+    (it is the expensive part, so a fit computes it once for both its table and its summary).
     """
     weights = _check_weights(evidence, predicted_weights)
-    return _summarize(evidence, condition_metrics(evidence, weights), weights[:, 0], in_fit)
+    if table is None:
+        table = condition_metrics(evidence, weights)
+    return _summarize(evidence, table, weights[:, 0], in_fit)
 
 
 def baselines(evidence, in_fit, seed) -> dict[str, Any]:

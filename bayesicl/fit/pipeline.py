@@ -98,7 +98,7 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
         "params": param_summary(params, draws),
         "diagnostics": (nuts.diagnostics if nuts is not None
                         else {"r_hat_max": None, "ess_bulk_min": None, "divergences": None}),
-        "metrics": metrics.summarize_metrics(evidence, weights, in_fit),
+        "metrics": metrics.summarize_metrics(evidence, weights, in_fit, table=metric_table),
         "baselines": metrics.baselines(evidence, in_fit, seed),
         "n_conditions": {"fit": int(in_fit.sum()), "heldout": int((modeled & ~in_fit).sum())},
         "runtime_s": time.perf_counter() - clock,
