@@ -20,6 +20,7 @@ from bayesicl.transformers.model import (
     targets_from_batch,
 )
 from bayesicl.transformers.presets import load_recipe
+from bayesicl.transformers.stacked import stack_parameters, stacked_loss, stacked_outputs
 from bayesicl.transformers.train import checkpoint_steps
 
 torch.set_num_threads(1)  # the suite runs two workers on two cores
@@ -232,3 +233,23 @@ def test_a_store_written_by_a_plain_torch_loop_opens(tmp_path):
     run = open_run(tmp_path / "plain")
     assert run.steps.tolist() == [10, 30] and run.complete
     assert run.loss["step"].tolist() == list(range(1, 31))
+
+
+@pytest.mark.parametrize("family", ["urns", "regression", "classification"])
+def test_stacked_models_compute_what_each_member_computes_alone(family):
+    task = bic.task(family, num_dims=4, context_length=6)
+    models = [tiny_model(task, seed) for seed in range(3)]
+    with torch.no_grad():                 # members that differ in every parameter, biases too
+        for model in models:
+            for parameter in model.parameters():
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    batches = [task.sample(task.pool(8, seed=0), 5, seed=e) for e in range(3)]
+    inputs = torch.stack([inputs_from_batch(task, b) for b in batches])
+    targets = torch.stack([targets_from_batch(task, b) for b in batches])
+    parameters = stack_parameters([m.state_dict() for m in models])
+    with torch.no_grad():
+        outputs = stacked_outputs(models[0].config, parameters, inputs)
+        losses = stacked_loss(family, outputs, targets)
+        for e, model in enumerate(models):
+            torch.testing.assert_close(outputs[e], model(inputs[e]), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(losses[e], model.loss(inputs[e], targets[e]), atol=1e-5, rtol=1e-5)

@@ -52,7 +52,7 @@ DTYPES = ("float32", "float16")
 VOLATILE_FIELDS = ("complete", "wall_time_s", "finished", "extra")
 #: Config fields that say how a run was executed, not what was trained: they neither take
 #: part in `Run.settings` nor stop a resumed run from reopening.
-NON_SETTING_CONFIG_KEYS = ("diversity", "seed", "device", "resume", "out")
+NON_SETTING_CONFIG_KEYS = ("diversity", "seed", "device", "data_workers", "resume", "out")
 
 # Trailing dimensions (after split, sequence) of the outputs, per family.
 _OUTPUT_DIMS = {

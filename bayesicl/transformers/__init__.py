@@ -1,7 +1,9 @@
 """Reference transformers (SPEC §11): the only corner of bayesicl that imports torch.
 
 `model` holds the small GPT with a read-in/read-out per task family, `train` the logged
-training loop, `ensemble` the same loop for several diversities stacked into one process,
+training loop, `ensemble` the same loop for several diversities stacked into one process
+(`stacked`: the model's forward on stacked parameters), `batches` the training batches
+(made ahead by worker processes on a GPU),
 `presets` the YAML recipes of `models/`, `sweep` grids of runs, `cli` the `train`/`sweep` verbs.
 Names are loaded on first use, so that `bayesicl.transformers.cli` (which the command line
 imports to build its parser) does not import torch.

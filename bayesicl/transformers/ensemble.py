@@ -2,8 +2,8 @@
 
 The E members share the architecture, the seed and therefore the initial weights; member e
 trains on `task.training_batch(pool_e, batch_size, seed, step)` exactly as its separate run
-would. Their parameters are stacked along a leading member axis, (E, *shape), and one
-`torch.func.vmap` of `functional_call` runs the E forward passes as batched matmuls. The loss
+would. Their parameters are stacked along a leading member axis, (E, *shape), and
+`stacked.stacked_outputs` runs the E forward passes as batched matmuls. The loss
 summed over members has, for member e, the gradient of member e's own loss; gradients are
 clipped per member (the rule of `clip_grad_norm_`, applied to each member's slice), and AdamW
 on the stacked tensors is per-member AdamW, because every AdamW operation is elementwise. So
@@ -31,22 +31,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.func import functional_call, vmap
 
-from .model import Transformer, init_parameters, inputs_from_batch, output_loss, targets_from_batch
+from .batches import TrainingBatches
+from .model import Transformer, init_parameters, inputs_from_batch
 from .presets import Recipe
+from .stacked import stacked_loss, stacked_outputs
 from .train import (
-    BETAS,
-    EPS,
     EVAL_CHUNK,
     TrainingRun,
     TrainState,
+    adamw,
     checkpoint_steps,
+    data_workers,
     finish_run,
+    keep_freed_memory,
     load_state,
     open_training_run,
     restore_adam,
     save_state,
+    to_device,
 )
 
 
@@ -75,26 +78,24 @@ def clip_per_member(grads: Sequence[torch.Tensor], max_norm: float) -> torch.Ten
     `torch.nn.utils.clip_grad_norm_` would scale that member's own gradients; returns the
     per-member total norms (E,)."""
     members = grads[0].shape[0]
-    norms = torch.stack([torch.linalg.vector_norm(g.reshape(members, -1), dim=1) for g in grads], dim=1)
-    total = torch.linalg.vector_norm(norms, dim=1)                      # (E,)
+    total = torch.linalg.vector_norm(torch.cat([g.reshape(members, -1) for g in grads], dim=1), dim=1)  # (E,)
     scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.view(members, *([1] * (g.ndim - 1))))
+    torch._foreach_mul_(list(grads), [scale.view(members, *([1] * (g.ndim - 1))) for g in grads])
     return total
 
 
 def _train_members(recipe: Recipe, runs: list[TrainingRun], states: list[TrainState | None], start: int, *,
                    progress: bool, stop_after: int | None) -> None:
     device = torch.device(recipe.device)
+    keep_freed_memory(device)
     task = runs[0].task
     members = len(runs)
-    template = Transformer(runs[0].model_config()).to(device)
-    initial = init_parameters(Transformer(runs[0].model_config()), recipe.seed).state_dict()
-    names = [name for name, _ in template.named_parameters()]
+    config = runs[0].model_config()
+    initial = init_parameters(Transformer(config), recipe.seed).state_dict()
+    names = list(initial)
     params = {name: torch.stack([(s.parameters if s else initial)[name] for s in states]).to(device)
               .requires_grad_() for name in names}
-    optimizer = torch.optim.AdamW(params.values(), lr=recipe.learning_rate, betas=BETAS, eps=EPS,
-                                  weight_decay=recipe.weight_decay)
+    optimizer = adamw(params.values(), recipe)
     wall_time = 0.0
     if start > 0:
         restore_adam(optimizer, params,
@@ -103,20 +104,12 @@ def _train_members(recipe: Recipe, runs: list[TrainingRun], states: list[TrainSt
         torch.set_rng_state(states[0].rng)
         wall_time = max(s.wall_time_s for s in states)
 
-    def member_outputs(p: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
-        return functional_call(template, p, (inputs,))
-
-    def member_loss(p: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return output_loss(task.family, member_outputs(p, inputs), targets)
-
-    ensemble_outputs, ensemble_loss = vmap(member_outputs), vmap(member_loss)
     eval_inputs = {split: torch.stack([inputs_from_batch(task, r.eval_sets[split], device) for r in runs])
                    for split in runs[0].eval_sets}                                  # (E, B, ...)
 
     def evaluate() -> list[dict[str, np.ndarray]]:
         with torch.no_grad():
-            detached = {n: p.detach() for n, p in params.items()}
-            outs = {split: torch.cat([ensemble_outputs(detached, x[:, i:i + EVAL_CHUNK])
+            outs = {split: torch.cat([stacked_outputs(config, params, x[:, i:i + EVAL_CHUNK])
                                       for i in range(0, x.shape[1], EVAL_CHUNK)], dim=1).float().cpu().numpy()
                     for split, x in eval_inputs.items()}
         return [{split: outs[split][e] for split in outs} for e in range(members)]
@@ -128,39 +121,37 @@ def _train_members(recipe: Recipe, runs: list[TrainingRun], states: list[TrainSt
                desc=f"{recipe.task} D={','.join(str(r.diversity) for r in runs)}")
     losses: list[torch.Tensor] = []
     began = time.perf_counter()
-    for step in range(start + 1, recipe.steps + 1):
-        batches = [task.training_batch(r.pool, recipe.batch_size, recipe.seed, step, zipf=recipe.zipf) for r in runs]
-        inputs = torch.stack([inputs_from_batch(task, b, device) for b in batches])
-        targets = torch.stack([targets_from_batch(task, b, device) for b in batches])
-        for group in optimizer.param_groups:
-            group["lr"] = recipe.learning_rate_at(step)
-        loss = ensemble_loss(params, inputs, targets)                               # (E,)
-        optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        clip_per_member([p.grad for p in params.values()], recipe.grad_clip)
-        optimizer.step()
-        losses.append(loss.detach())
-        bar.update()
-        if pending and step == pending[0]:
-            pending.pop(0)
-            stacked = torch.stack(losses)                                           # (steps, E)
-            for e, (run, outputs) in enumerate(zip(runs, evaluate())):
-                run.log(step, outputs, list(stacked[:, e]))
-            losses = []
-            elapsed = wall_time + time.perf_counter() - began
-            moments = [optimizer.state[p] for p in params.values()]
-            adam_step = int(moments[0]["step"])
-            for e, run in enumerate(runs):
-                save_state(run.path, TrainState(
-                    step, {n: p[e] for n, p in params.items()},
-                    {n: m["exp_avg"][e] for n, m in zip(names, moments)},
-                    {n: m["exp_avg_sq"][e] for n, m in zip(names, moments)},
-                    adam_step, torch.get_rng_state(), elapsed))
-            bar.set_postfix(loss=" ".join(f"{v:.3f}" for v in stacked[-1].tolist()))
-            if stop_after is not None and step >= stop_after and pending:
-                bar.close()
-                return
-    bar.close()
+    with bar, TrainingBatches(task, [r.pool for r in runs], recipe, start + 1,
+                              workers=data_workers(recipe)) as batches:
+        for step in range(start + 1, recipe.steps + 1):
+            inputs, targets = to_device(batches.take(step), device)
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.learning_rate_at(step)
+            loss = stacked_loss(task.family, stacked_outputs(config, params, inputs), targets)   # (E,)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            clip_per_member([p.grad for p in params.values()], recipe.grad_clip)
+            optimizer.step()
+            losses.append(loss.detach())
+            bar.update()
+            if pending and step == pending[0]:
+                pending.pop(0)
+                stacked = torch.stack(losses)                                       # (steps, E)
+                for e, (run, outputs) in enumerate(zip(runs, evaluate())):
+                    run.log(step, outputs, list(stacked[:, e]))
+                losses = []
+                elapsed = wall_time + time.perf_counter() - began
+                moments = [optimizer.state[p] for p in params.values()]
+                adam_step = int(moments[0]["step"])
+                for e, run in enumerate(runs):
+                    save_state(run.path, TrainState(
+                        step, {n: p[e] for n, p in params.items()},
+                        {n: m["exp_avg"][e] for n, m in zip(names, moments)},
+                        {n: m["exp_avg_sq"][e] for n, m in zip(names, moments)},
+                        adam_step, torch.get_rng_state(), elapsed))
+                bar.set_postfix(loss=" ".join(f"{v:.3f}" for v in stacked[-1].tolist()))
+                if stop_after is not None and step >= stop_after and pending:
+                    return
     elapsed = time.perf_counter() - began
     for e, run in enumerate(runs):
         finish_run(run, {n: p[e] for n, p in params.items()}, wall_time + elapsed,

@@ -32,7 +32,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +39,7 @@ from torch import nn
 from ..errors import BayesiclError
 from ..seeds import Seed, stream
 from ..tasks import Task
+from .batches import input_array, target_array
 
 FAMILIES = ("urns", "regression", "classification")
 
@@ -105,12 +105,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(h).split(C, dim=2)
         # (B, nh, T, hs)
         q, k, v = (a.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for a in (q, k, v))
-        # Written out rather than F.scaled_dot_product_attention so that the same code runs
-        # under torch.func.vmap for stacked ensembles on every backend.
-        scores = q @ k.transpose(-2, -1) / math.sqrt(k.size(-1))      # (B, nh, T, T)
-        future = torch.ones(T, T, dtype=torch.bool, device=h.device).triu(1)
-        attention = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-        out = (attention @ v).transpose(1, 2).reshape(B, T, C)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
         return self.proj(out)
 
 
@@ -219,40 +214,10 @@ def init_parameters(model: Transformer, seed: Seed) -> Transformer:
 
 
 def inputs_from_batch(task: Task, batch: Mapping[str, Any], device: str | torch.device = "cpu") -> torch.Tensor:
-    """The model input for a SPEC §15 batch: urns token ids (B, T) (start token and
-    x_1..x_{T-1}); regression (B, 2T, d) interleaved x and (y, 0..0); classification
-    (B, T, d+L+1) rows (x, onehot label, query flag)."""
-    family = task.family
-    if family == "urns":
-        tokens = np.asarray(batch["tokens"])[:, :-1]
-        return torch.as_tensor(tokens.astype(np.int64), device=device)
-    if family == "regression":
-        x = np.asarray(batch["x"], dtype=np.float32)                # (B, T, d)
-        y = np.asarray(batch["y"], dtype=np.float32)                # (B, T)
-        B, T, d = x.shape
-        tokens = np.zeros((B, T, 2, d), dtype=np.float32)
-        tokens[:, :, 0] = x
-        tokens[:, :, 1, 0] = y
-        return torch.as_tensor(tokens.reshape(B, 2 * T, d), device=device)
-    if family == "classification":
-        x = np.asarray(batch["x"], dtype=np.float32)                # (B, T, d)
-        labels = np.asarray(batch["labels"])                        # (B, T), last = −1
-        L = task.num_labels
-        B, T, d = x.shape
-        tokens = np.zeros((B, T, d + L + 1), dtype=np.float32)
-        tokens[..., :d] = x
-        context = labels[:, :-1]
-        np.put_along_axis(tokens[:, :-1, d:d + L], context[..., None], 1.0, axis=-1)
-        tokens[:, -1, -1] = 1.0
-        return torch.as_tensor(tokens, device=device)
-    raise BayesiclError(f"no transformer read-in for task {family!r}")
+    """`input_array` as a torch tensor on `device`."""
+    return torch.as_tensor(input_array(task, batch), device=device)
 
 
 def targets_from_batch(task: Task, batch: Mapping[str, Any], device: str | torch.device = "cpu") -> torch.Tensor:
-    """Training targets: urns next colours x_1..x_T (B, T); regression y (B, T);
-    classification the query label (B,)."""
-    if task.family == "urns":
-        return torch.as_tensor(np.asarray(batch["tokens"])[:, 1:].astype(np.int64), device=device)
-    if task.family == "regression":
-        return torch.as_tensor(np.asarray(batch["y"], dtype=np.float32), device=device)
-    return torch.as_tensor(np.asarray(batch["target"]).astype(np.int64), device=device)
+    """`target_array` as a torch tensor on `device`."""
+    return torch.as_tensor(target_array(task, batch), device=device)

@@ -68,6 +68,8 @@ class Recipe:
     # execution (not part of the setting)
     seed: int = 0
     device: str = "cpu"
+    #: processes that make training batches ahead of the model (None: 0 on a CPU, up to 8 with CUDA)
+    data_workers: int | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -88,6 +90,8 @@ class Recipe:
             raise BayesiclError(f"{where}: width {self.width} is not divisible by num_heads {self.num_heads}")
         if self.zipf is not None and self.zipf < 0:
             raise BayesiclError(f"{where}: zipf must be ≥ 0 or null, got {self.zipf!r}")
+        if self.data_workers is not None and (isinstance(self.data_workers, bool) or self.data_workers < 0):
+            raise BayesiclError(f"{where}: data_workers must be ≥ 0 or null, got {self.data_workers!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise BayesiclError(f"{where}: device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 
