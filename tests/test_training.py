@@ -3,6 +3,7 @@ the outputs of an uninterrupted run, the stacked ensemble matches separate runs,
 urns model learns to memorize a small pool and to generalize from a large one."""
 
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -22,8 +23,10 @@ from bayesicl.transformers.train import STATE_DIR, checkpoint_steps, load_model,
 
 torch.set_num_threads(1)  # the suite runs two workers on two cores
 
+# BAYESICL_TEST_DEVICE=cuda runs these training tests on a GPU (CI has none: cpu).
+DEVICE = os.environ.get("BAYESICL_TEST_DEVICE", "cpu")
 TINY = {"width": 16, "mlp_width": 32, "batch_size": 16, "eval_sequences": 12, "checkpoints": 5,
-        "learning_rate": 3e-3, "warmup_steps": 10}
+        "learning_rate": 3e-3, "warmup_steps": 10, "device": DEVICE}
 FAMILIES = {
     "urns": load_recipe("urns-small", {**TINY, "context_length": 12, "steps": 120}),
     "regression": load_recipe("regression-small", {**TINY, "num_dims": 4, "context_length": 6, "steps": 120}),
@@ -195,7 +198,7 @@ def test_train_command_writes_one_run_per_diversity_and_fails_in_one_line(tmp_pa
 def test_small_urns_model_memorizes_a_small_pool_and_generalizes_from_a_large_one(tmp_path):
     # Independent M and G (SPEC §3.1): posterior over the pool vs the Dirichlet(1) posterior mean.
     recipe = load_recipe("urns-small", {"steps": 1500, "checkpoints": 3, "eval_sequences": 64,
-                                        "context_length": 32})
+                                        "context_length": 32, "device": DEVICE})
     runs = [open_run(p) for p in train_ensemble(recipe, [4, 1024], tmp_path, progress=False)]
     weights = []
     for run in runs:
