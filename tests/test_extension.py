@@ -203,6 +203,29 @@ def test_logged_runs_of_a_registered_family_become_evidence(coins, tmp_path):
     np.testing.assert_allclose(evidence.conditions["observed_weight_id"], [0, 1, 0, 1], atol=1e-5)
 
 
+def test_cached_terms_follow_edits_of_a_registered_strategy(coins, tmp_path, monkeypatch):
+    # Re-registering M with other code under the same family name must not reuse cached L̄.
+    from bayesicl.evidence.terms import strategy_terms
+
+    monkeypatch.setenv("BAYESICL_CACHE_DIR", str(tmp_path))
+    pools = {4: coins.pool(4, seed=0)}
+
+    def terms():
+        loss, _ = strategy_terms(coins, ("memorizing",), pools, num_sequences=16, cache=True)
+        return float(loss.loc[4, "memorizing"])
+
+    first = terms()
+    assert terms() == first                                   # a cache hit gives the same value
+
+    def uniform_build(task, pool):
+        return lambda batch: np.full((len(batch["tokens"]), task.context_length, 2), 0.5)
+
+    bic.strategies.register(FAMILY, "memorizing", uniform_build, source=MEMORIZING_SOURCE)
+    uniform = bic.strategies.memorizing(coins, pools[4])
+    assert terms() == pytest.approx(bic.strategies.loss(coins, uniform, pools[4], num_sequences=16, seed=0),
+                                    rel=1e-12) != first
+
+
 def test_registration_refuses_bad_input(coins):
     with pytest.raises(BayesiclError, match="register it first"):
         bic.strategies.register("no_such_family", "memorizing", memorizing_build)

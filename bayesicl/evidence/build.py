@@ -64,7 +64,10 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] = ("memorizing", 
     _check_runs(runs, where)
     strategies = tuple(strategies)
     runs_hash = store.key("runs", sorted(r.content_hash for r in runs))
-    entry = store.key("evidence", runs_hash, strategies, cutoff, loss_sequences)
+    from ..strategies.base import code_fingerprint
+
+    entry = store.key("evidence", runs_hash, strategies, cutoff, loss_sequences,
+                      code_fingerprint(runs[0].task.family, strategies))
     if cache:
         found = store.load_evidence(entry)
         if found is not None:

@@ -77,8 +77,10 @@ def strategy_terms(task: Task, strategies: Sequence[str], pools: Mapping[Any, An
 def _cached_terms(task: Task, kind: str, pool: Any, num_sequences: int | None, seed: Any,
                   zipf: float | None, cache: bool) -> dict[str, float]:
     from .. import strategies as library
+    from ..strategies.base import code_fingerprint
 
-    entry = store.key("terms", task.settings, kind, _pool_digest(pool), num_sequences, seed, zipf)
+    entry = store.key("terms", task.settings, kind, _pool_digest(pool), num_sequences, seed, zipf,
+                      code_fingerprint(task.family, [kind]))
     if cache:
         found = store.load_json("terms", entry)
         if isinstance(found, dict) and {"loss", "complexity"} <= set(found):

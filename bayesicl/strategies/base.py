@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib
 import inspect
+import marshal
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -122,6 +124,42 @@ def register(family: str, kind: str, build: Callable[[Task, Any], Callable[[Mapp
     entry = RegisteredStrategy(family, kind, build, source, parameters)
     REGISTERED[(family, kind)] = entry
     return entry
+
+
+def code_fingerprint(family: str, kinds: Iterable[str]) -> str | None:
+    """A digest of the user code behind the strategies `kinds` of a registered `family` and of
+    its registered loss (None for a built-in family, whose code the package version pins).
+
+    Caches of L̄, K and evidence include it in their keys, so that editing a registered
+    strategy's builder, canonical source or prior parameters, or the family's loss, makes
+    them recompute rather than return values of the old code. Functions are identified by
+    their bytecode with nested functions and constants (`marshal`), plus default arguments;
+    helpers they call by name are not followed.
+    """
+    if family in FAMILY_MODULES:
+        return None
+    from .loss import FAMILY_LOSSES
+
+    digest = hashlib.sha256()
+    for kind in sorted(kinds):
+        entry = REGISTERED.get((family, kind))
+        if entry is not None:
+            digest.update(f"{kind}\0{entry.source}\0".encode())
+            digest.update(_callable_digest(entry.build) + _callable_digest(entry.parameters))
+    digest.update(_callable_digest(FAMILY_LOSSES.get(family)))
+    return digest.hexdigest()[:32]
+
+
+def _callable_digest(function: Callable | None) -> bytes:
+    if function is None:
+        return b"none"
+    code = getattr(function, "__code__", None)
+    if code is None:                       # a class, a partial, a callable object
+        try:
+            return inspect.getsource(function).encode()
+        except (OSError, TypeError):
+            return repr(function).encode()
+    return marshal.dumps(code) + repr(getattr(function, "__defaults__", None)).encode()
 
 
 def _source_text(source: str | Callable) -> str:
