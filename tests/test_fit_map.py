@@ -2,8 +2,8 @@
 
 Synthetic evidence: the "transformer" is the mixture w·M + (1 − w)·G of the REAL urns
 strategies (d = 8, T = 32, 32 sequences) on each run's own inputs, over 9 diversities
-(4 … 1024) × 20 log-spaced steps (20 … 100 000), with w from known (α, β, γ) computed here in
-NumPy and per-condition noise on the log-odds (sd 0.1) unless stated.
+(4 … 1024) × 20 log-spaced steps (20 … 100 000), with w from known (α, β, γ) computed in
+NumPy (tests/fit_reference.py) and per-condition noise on the log-odds (sd 0.1) unless stated.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from fit_reference import DIVERSITIES, MG, STEPS, log_odds, random_truths
 
 import bayesicl as bic
 from bayesicl.fit.data import fit_data
@@ -19,27 +20,7 @@ from bayesicl.fit.map import fit_map
 from bayesicl.fit.split import fit_split
 from bayesicl.fit.synthetic import strategy_outputs, synthetic_evidence, synthetic_terms
 
-MG = ("memorizing", "generalizing")
-DIVERSITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
-STEPS = np.unique(np.geomspace(20, 100_000, 20).astype(np.int64))
 PAPER_START = (0.6, 0.2, 0.85)
-
-
-@pytest.fixture(scope="module")
-def grid():
-    """The real strategies' outputs, L̄ and K on the grid (computed once for the module)."""
-    task = bic.task("urns", num_dims=8, context_length=32)
-    outputs = strategy_outputs(task, MG, DIVERSITIES, num_sequences=32, seed=0)
-    terms = synthetic_terms(task, MG, outputs[1], loss_sequences=512)
-    return task, outputs, terms
-
-
-def log_odds(params, loss, complexity, diversity, step):
-    """η_M − η_G = −γ N^(1−α) (L̄_M − L̄_G) − ln 2 (K_M^β − K_G^β), in NumPy."""
-    alpha, beta, gamma = params
-    lm, lg = loss.loc[diversity, MG[0]].to_numpy(), loss.loc[diversity, MG[1]].to_numpy()
-    km, kg = complexity.loc[diversity, MG[0]].to_numpy(), complexity.loc[diversity, MG[1]].to_numpy()
-    return -gamma * step.astype(float) ** (1 - alpha) * (lm - lg) - math.log(2) * (km ** beta - kg ** beta)
 
 
 def evidence_for(grid, params, noise=0.1, seed=0):
@@ -51,31 +32,6 @@ def evidence_for(grid, params, noise=0.1, seed=0):
         return 1.0 / (1.0 + np.exp(-z))
 
     return synthetic_evidence(task, DIVERSITIES, STEPS, weights=weights, outputs=outputs, terms=terms)
-
-
-def transition_steps_numpy(params, loss, complexity):
-    alpha, beta, gamma = params
-    a = math.log(2) * (complexity[MG[0]] ** beta - complexity[MG[1]] ** beta)
-    b = gamma * (loss[MG[1]] - loss[MG[0]])
-    return (a / b) ** (1 / (1 - alpha))
-
-
-def random_truths(grid, count, seed):
-    """Truths whose N*(D) lies inside the step grid for at least half the diversities."""
-    _, _, (loss, complexity) = grid
-    rng = np.random.default_rng(seed)
-    truths = []
-    while len(truths) < count:
-        alpha, beta = rng.uniform(0.4, 0.8), rng.uniform(0.1, 0.35)
-        # Place N*(D=16) at a random step inside the grid, which fixes γ.
-        target = math.exp(rng.uniform(math.log(100), math.log(5000)))
-        a = math.log(2) * (complexity.loc[16, MG[0]] ** beta - complexity.loc[16, MG[1]] ** beta)
-        gamma = a / ((loss.loc[16, MG[1]] - loss.loc[16, MG[0]]) * target ** (1 - alpha))
-        n_star = transition_steps_numpy((alpha, beta, gamma), loss, complexity)
-        inside = ((n_star >= STEPS[0]) & (n_star <= STEPS[-1])).sum()
-        if inside >= math.ceil(len(DIVERSITIES) / 2):
-            truths.append((alpha, beta, gamma))
-    return truths
 
 
 def direct_objective(evidence, in_fit, params):

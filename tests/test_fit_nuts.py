@@ -2,46 +2,24 @@
 
 Synthetic evidence as in test_fit_map: the "transformer" is the mixture w·M + (1 − w)·G of
 the REAL urns strategies (d = 8, T = 32, 32 sequences) on 9 diversities (4 … 1024) × 20
-log-spaced steps (20 … 100 000), with w computed here in NumPy from known (α, β, γ).
+log-spaced steps (20 … 100 000), with w computed in NumPy (tests/fit_reference.py) from known (α, β, γ).
 """
 
 from __future__ import annotations
 
-import math
-
 import arviz as az
 import numpy as np
-import pytest
+from fit_reference import DIVERSITIES, STEPS, log_odds, random_truths
 
-import bayesicl as bic
 from bayesicl.fit import compare_variants, fit
 from bayesicl.fit.data import fit_data
 from bayesicl.fit.map import fit_map
 from bayesicl.fit.model import resolve_priors
 from bayesicl.fit.nuts import fit_nuts
 from bayesicl.fit.split import fit_split
-from bayesicl.fit.synthetic import strategy_outputs, synthetic_evidence, synthetic_terms
+from bayesicl.fit.synthetic import synthetic_evidence
 
-MG = ("memorizing", "generalizing")
-DIVERSITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
-STEPS = np.unique(np.geomspace(20, 100_000, 20).astype(np.int64))
 NAMES = ("alpha", "beta", "gamma")
-
-
-@pytest.fixture(scope="module")
-def grid():
-    task = bic.task("urns", num_dims=8, context_length=32)
-    outputs = strategy_outputs(task, MG, DIVERSITIES, num_sequences=32, seed=0)
-    terms = synthetic_terms(task, MG, outputs[1], loss_sequences=512)
-    return task, outputs, terms
-
-
-def log_odds(params, loss, complexity, diversity, step):
-    """η_M − η_G in NumPy (SPEC §6)."""
-    alpha, beta, gamma = params
-    lm, lg = loss.loc[diversity, MG[0]].to_numpy(), loss.loc[diversity, MG[1]].to_numpy()
-    km, kg = complexity.loc[diversity, MG[0]].to_numpy(), complexity.loc[diversity, MG[1]].to_numpy()
-    return -gamma * step.astype(float) ** (1 - alpha) * (lm - lg) - math.log(2) * (km ** beta - kg ** beta)
 
 
 def evidence_for(grid, params, noise, seed, offset=0.0):
@@ -57,23 +35,6 @@ def evidence_for(grid, params, noise, seed, offset=0.0):
         return 1.0 / (1.0 + np.exp(-z))
 
     return synthetic_evidence(task, DIVERSITIES, STEPS, weights=weights, outputs=outputs, terms=terms)
-
-
-def random_truths(grid, count, seed):
-    """Truths whose N*(D) lies inside the step grid for at least half the diversities."""
-    _, _, (loss, complexity) = grid
-    rng = np.random.default_rng(seed)
-    truths = []
-    while len(truths) < count:
-        alpha, beta = rng.uniform(0.4, 0.8), rng.uniform(0.1, 0.35)
-        target = math.exp(rng.uniform(math.log(100), math.log(5000)))         # N*(D = 16)
-        a = math.log(2) * (complexity.loc[16, MG[0]] ** beta - complexity.loc[16, MG[1]] ** beta)
-        gamma = a / ((loss.loc[16, MG[1]] - loss.loc[16, MG[0]]) * target ** (1 - alpha))
-        b = gamma * (loss[MG[1]] - loss[MG[0]])
-        n_star = (math.log(2) * (complexity[MG[0]] ** beta - complexity[MG[1]] ** beta) / b) ** (1 / (1 - alpha))
-        if ((n_star >= STEPS[0]) & (n_star <= STEPS[-1])).sum() >= math.ceil(len(DIVERSITIES) / 2):
-            truths.append((alpha, beta, gamma))
-    return truths
 
 
 def test_nuts_intervals_contain_the_truth_and_chains_mix(grid):
