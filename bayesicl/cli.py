@@ -1,4 +1,4 @@
-"""The `bayesicl` command line (SPEC §14): demo, train, sweep, fit, plot, check.
+"""The `bayesicl` command line (README.md#command-line): demo, train, sweep, fit, plot, report, check.
 
 Every verb exits 0 on success and 1 on a usage or data error, printing one line on stderr
 (the traceback only with --debug). Verbs import their stage lazily so that `bayesicl fit`
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from ._version import __version__
-from .errors import BayesiclError
+from .errors import BayesiclError, BayesiclWarning
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -51,31 +52,46 @@ def _check(args: argparse.Namespace) -> int:
     return check_main(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report.command import report_main
+
+    return report_main(args)
+
+
 def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=["map", "nuts"], default="nuts",
-                        help="MAP (the paper's objective) or NUTS posterior (default)")
-    parser.add_argument("--strategies", nargs="+", default=["memorizing", "generalizing"],
-                        metavar="KIND", help="strategy kinds, M first (default: memorizing generalizing)")
+                        help="map: the paper's objective, a point estimate; nuts: the posterior (default: nuts)")
+    parser.add_argument("--strategies", nargs="+", default=None,
+                        metavar="KIND", help="strategy kinds, M first (default: memorizing generalizing; "
+                             "markov: M2 G2 M1 G1)")
     parser.add_argument("--holdout", type=float, default=0.2,
-                        help="fraction of the largest diversities and last checkpoints held out")
+                        help="fraction of the largest diversities and last checkpoints held out "
+                             "(default: %(default)s)")
     parser.add_argument("--all-steps", action="store_true",
                         help="model every checkpoint instead of those after the paper's cutoff N_0")
-    parser.add_argument("--cutoff-step", type=int, default=None, help="override the cutoff N_0")
+    parser.add_argument("--cutoff-step", type=int, default=None,
+                        help="override the cutoff N_0 (default: the paper's rule)")
     parser.add_argument("--set-k", action="append", default=[], metavar="KIND:D=BITS",
-                        help="override a complexity, e.g. memorizing:64=1234.5 (repeatable)")
+                        help="override a complexity, e.g. memorizing:64=1234.5 (repeatable; default: none)")
     parser.add_argument("--prior", action="append", default=[], metavar="NAME=DIST(ARGS)",
-                        help="override a prior, e.g. alpha=Beta(2,2) (repeatable)")
+                        help="override a prior, e.g. alpha=Beta(2,2) (repeatable; default: the family's priors)")
     parser.add_argument("--variant", default=None,
                         choices=["alpha0", "beta1", "gamma1", "constant_complexity"],
-                        help="fit an ablation of the strategy model")
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+                        help="fit an ablation of the strategy model (default: the full model)")
+    parser.add_argument("--effects", default=None, choices=["none", "run", "run+trend"],
+                        help="run-level effects of the NUTS model: per-run log-odds offsets (run) and a "
+                             "within-run AR(1) deviation (trend) (default: run+trend with two strategies, "
+                             "run with more)")
+    parser.add_argument("--chains", type=int, default=4, help="NUTS chains (default: %(default)s)")
+    parser.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=1000,
+                        help="NUTS warm-up steps per chain (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the MAP starts, the sampler and the baselines (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayesicl",
         description="Predict when a transformer memorizes or generalizes in context, "
                     "from a rational Bayesian account (Wurgaft et al., 2025).")
@@ -91,10 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     demo = verb("demo", _demo, "fit the rational model to the runs shipped in data/ and write the report")
-    demo.add_argument("--task", default="urns", choices=["urns", "regression", "classification"])
-    demo.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    demo.add_argument("--method", choices=["map", "nuts"], default="nuts")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--task", default="urns", choices=["urns", "regression", "classification", "markov"],
+                      help="which shipped runs to fit (default: %(default)s)")
+    demo.add_argument("--out", default=None, help="output folder (default: demo-out/TASK)")
+    demo.add_argument("--method", choices=["map", "nuts"], default="nuts",
+                      help="map: the paper's objective, a point estimate; nuts: the posterior (default: nuts)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the fit (default: %(default)s)")
+    demo.add_argument("--force", action="store_true", help="overwrite an existing output folder")
 
     train = verb("train", _train, "train one reference transformer per diversity and log its run")
     sweep = verb("sweep", _sweep, "train a grid of runs (diversities × widths × lengths × seeds)")
@@ -109,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = verb("fit", _fit, "fit (alpha, beta, gamma) to logged runs and write the report")
     fit.add_argument("runs", help="a run folder or a folder of runs")
-    fit.add_argument("--out", required=True, help="output folder for the fit")
+    fit.add_argument("--out", default=None, help="output folder for the fit (default: RUNS-fit beside RUNS)")
     _add_fit_arguments(fit)
 
     plot = verb("plot", _plot, "draw the figures of a fit folder")
@@ -119,34 +138,90 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = verb("check", _check, "validate a folder of logged runs and say what is wrong")
     check.add_argument("runs", help="a run folder or a folder of runs")
+
+    report = verb("report", _report, "write the report page (one self-contained HTML file) of a fit folder")
+    report.add_argument("fit", help="a folder written by `bayesicl fit` or `bayesicl demo`")
+    report.add_argument("--out", default=None, help="the HTML file to write (default: FIT/report.html)")
     return parser
 
 
+class UsageError(Exception):
+    """A command line argparse rejects (raised instead of argparse's usage block + exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 1, like every other bad input
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb. Every failure is one line on stderr and exit 1: the message of an
+    expected failure (bad input, a file problem, a missing extra), or for a bug the
+    exception and "run with --debug for the traceback". --debug re-raises instead."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        print(_one_line(str(error)), file=sys.stderr)
+        return 1
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 1
-    try:
-        return int(args.handler(args) or 0)
-    except (BayesiclError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        if args.debug:
-            raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"bayesicl {args.verb}: error: {message}", file=sys.stderr)
-        return 1
-    except ImportError as error:
-        if args.debug:
-            raise
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.verb)
+        try:
+            return int(args.handler(args) or 0)
+        except KeyboardInterrupt:
+            print(f"bayesicl {args.verb}: interrupted", file=sys.stderr)
+            return 1
+        except Exception as error:
+            if getattr(args, "debug", False):
+                raise
+            print(f"bayesicl {args.verb}: error: {describe_error(error)}", file=sys.stderr)
+            return 1
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a failure: the message of a `BayesiclError`; file and reason of an
+    OSError (a full disk, a read-only file system); the missing package of an ImportError;
+    otherwise the exception, marked unexpected, with the hint to rerun with --debug.
+
+    >>> describe_error(OSError(28, "No space left on device", "runs/x.nc"))
+    'runs/x.nc: No space left on device'
+    >>> describe_error(KeyError("alpha"))
+    "unexpected KeyError: 'alpha' (run with --debug for the traceback)"
+    """
+    if isinstance(error, BayesiclError):
+        return _one_line(str(error)) or "BayesiclError"
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename if error.filename is not None else ""
+        return _one_line(f"{where}: {error.strerror}" if where != "" else error.strerror)
+    if isinstance(error, ImportError):
         hint = ""
         if (error.name or "").split(".")[0] in {"torch", "safetensors", "ray"}:
             hint = " (install the extra: pip install 'bayesicl[train]' or 'bayesicl[ray]')"
-        print(f"bayesicl {args.verb}: error: {error}{hint}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"bayesicl {args.verb}: interrupted", file=sys.stderr)
-        return 1
+        return _one_line(f"{error}{hint}")
+    return _one_line(f"unexpected {type(error).__name__}: {error} (run with --debug for the traceback)")
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _warning_printer(verb: str):
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BayesiclWarning):
+            line = f"bayesicl {verb}: warning: {_one_line(str(message))}"
+            if "tqdm" in sys.modules:    # a progress bar may be on screen: print above it
+                sys.modules["tqdm"].tqdm.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
 
 
 if __name__ == "__main__":

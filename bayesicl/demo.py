@@ -1,79 +1,177 @@
 """`bayesicl demo`: fit the rational model to the runs shipped in `data/` and report.
 
 The demo is the main job of the package in miniature: logged transformer runs → evidence →
-NUTS fit of (α, β, γ) → report files and the figures of SPEC §10 → the headline numbers.
+NUTS fit of (α, β, γ) → report files and the figures of docs/model.md#figures → the headline numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
+import numpy as np
+
+from . import observe, rational
 from .errors import BayesiclError
+from .fit.command import run_fit_command
+from .strategies import weight_groups
 
 #: Where the shipped demo runs live, per family (see data/README.md for how they were made).
 DATA_ROOT = Path(__file__).resolve().parents[1] / "data" / "runs"
+#: Run effects of the NUTS fit per shipped set, where the fit's default does not suit it. The
+#: markov set has one run per diversity and four strategies: per-run log-odds offsets ("run",
+#: the default with more than two strategies) are then confounded with D itself (measured:
+#: σ_run ≈ 2.2, 43 divergences, r̂ 1.02), so its demo fits the rational model without them.
+DEMO_EFFECTS = {"markov": "none"}
 
 
 def demo_runs(task: str = "urns") -> Path:
-    """The folder of shipped demo runs for `task` (urns, regression or classification)."""
+    """The folder of shipped demo runs for `task` (urns, regression, classification or markov)."""
     folder = DATA_ROOT / task
     if not folder.is_dir():
         raise BayesiclError(f"{folder}: no shipped demo runs for task {task!r} (is this a source checkout?)")
     return folder
 
 
-def run_demo(task: str = "urns", out: str | Path = "demo-out", method: str = "nuts", seed: int = 0,
-             echo=print):
-    """Fit the shipped `task` runs, write the report and figures into `out`; return the fit."""
-    from . import plot
-    from .fit import fit
+def run_demo(task: str = "urns", out: str | Path | None = None, method: str = "nuts", seed: int = 0,
+             force: bool = False, echo=print, note=None):
+    """Fit the shipped `task` runs; write the fit, its figures and report.html into `out`
+    (default demo-out/TASK); return the fit.
 
-    start = time.perf_counter()
+    An `out` that already holds files is refused unless `force`: a second demo never
+    silently replaces the results of the first.
+    """
     runs = demo_runs(task)
+    out = Path("demo-out") / task if out is None else Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise BayesiclError(f"{out} already exists and is not empty (an earlier demo?); pass --force to "
+                            "overwrite it or --out to write elsewhere")
     echo(f"bayesicl demo: fitting the rational model to the {task} runs in {runs}")
-    result = fit(runs, method=method, seed=seed)
-    out = Path(out)
-    result.save(out)
-    figures = plot.save_all(result, out)
-    echo(format_report(result))
-    for warning in result.summary().get("guards", []):
-        echo(f"WARNING: {warning}")
-    echo(f"wrote {out / 'summary.json'}, {out / 'conditions.csv'}"
-         + (f", {out / 'posterior.nc'}" if method == "nuts" else "")
-         + f" and {len(figures)} figures ({time.perf_counter() - start:.0f} s)")
-    return result
+    return run_fit_command(runs, out, method=method, seed=seed, echo=echo, warn=echo, note=note,
+                           effects=DEMO_EFFECTS.get(task) if method == "nuts" else None)
 
 
 def format_report(result) -> str:
     """The headline numbers of a fit as a short plain-text report."""
     summary = result.summary()
-    lines = [f"task {summary['task']}  method {summary['method']}  cutoff N_0 = {summary['cutoff_step']}  "
-             f"conditions fit/held-out = {summary['n_conditions']['fit']}/{summary['n_conditions']['heldout']}"]
+    identified = summary.get("identified", True)
+    lines = []
+    if not identified:
+        lines += ["!" * 78, "FIT NOT IDENTIFIED: these data do not determine (alpha, beta, gamma); the numbers",
+                  "below restate the priors/starting point, not a result (see the guards).", "!" * 78]
+    lines.append(f"task {summary['task']}  method {summary['method']}  cutoff N_0 = {summary['cutoff_step']}  "
+                 f"conditions fit/held-out = {summary['n_conditions']['fit']}/{summary['n_conditions']['heldout']}"
+                 f"  identified: {'yes' if identified else 'NO'}")
+    level = summary.get("interval_level", 0.9)
     for name in ("alpha", "beta", "gamma"):
         p = summary["params"][name]
-        interval = ("" if p.get("hdi_low") is None
-                    else f"  90% interval [{p['hdi_low']:.4g}, {p['hdi_high']:.4g}]")
-        lines.append(f"  {name:<5} = {p['mean']:.4g}{interval}")
+        interval = ("" if p.get("low") is None else f"  {level:.0%} interval [{p['low']:.4g}, {p['high']:.4g}]")
+        point = f"  (MAP {p['map']:.4g})" if p.get("map") is not None and p.get("low") is not None else ""
+        lines.append(f"  {name:<5} = {p['mean']:.4g}{interval}{point}")
     diag = summary.get("diagnostics") or {}
     if diag.get("r_hat_max") is not None:
         lines.append(f"  r_hat max {diag['r_hat_max']:.4f}, ESS bulk min {diag['ess_bulk_min']:.0f}, "
                      f"divergences {diag['divergences']}")
-    lines.append("correlation of predicted vs observed M-weight:")
-    for part in ("fit", "heldout", "all"):
-        cells = []
-        for split in ("id", "ood"):
-            value = (summary["metrics"].get(part) or {}).get(split, {}).get("correlation")
-            cells.append(f"{split.upper()} {value:.3f}" if isinstance(value, (int, float)) else f"{split.upper()} n/a")
-        lines.append(f"  {part:<8} " + "   ".join(cells))
-    steps = result.transition_steps()
-    shown = ", ".join(f"D={int(d)}: {n:,.0f}" if 0 < n < float("inf") else f"D={int(d)}: {'∞' if n > 0 else 0}"
-                      for d, n in zip(steps["diversity"], steps["transition_step"]))
-    lines.append(f"predicted transition steps N*(D): {shown}")
+    effects = summary.get("effects") or {}
+    if effects.get("sigma_run"):
+        sigma = effects["sigma_run"]
+        lines.append(f"  run effects ({effects['kind']}): sigma_run = {sigma['mean']:.3g} "
+                     f"[{sigma['low']:.3g}, {sigma['high']:.3g}] in log-odds"
+                     + (f", trend lag-1 correlation {effects['trend_corr']['mean']:.2f}" if effects.get("trend_corr") else ""))
+    coverage = summary.get("coverage")
+    if coverage:
+        cells = [f"{part} {split.upper()} {coverage[part][split]:.2f}" for part in ("fit", "heldout")
+                 for split in ("id", "ood") if coverage[part][split] is not None]
+        lines.append(f"observed weights inside their {level:.0%} predictive interval: " + ", ".join(cells))
+    elpd = summary.get("elpd")
+    if elpd:
+        cells = [f"{split.upper()} {elpd[split]['elpd']:.1f} ± {elpd[split]['se']:.1f}" for split in ("id", "ood")
+                 if elpd[split]["elpd"] is not None and elpd[split]["se"] is not None]
+        if cells:
+            lines.append("held-out log predictive density (elpd ± se): " + ", ".join(cells))
+    if identified:
+        lines.append("correlation of the expected vs observed M-weight:")
+        for part in ("fit", "heldout", "all"):
+            cells = []
+            for split in ("id", "ood"):
+                value = (summary["metrics"].get(part) or {}).get(split, {}).get("correlation")
+                cells.append(f"{split.upper()} {value:.3f}" if isinstance(value, (int, float)) else f"{split.upper()} n/a")
+            lines.append(f"  {part:<8} " + "   ".join(cells))
+    else:
+        lines.append("correlations withheld: the fit is not identified (they would describe the prior)")
+    shown = []
+    for row in summary.get("transition_steps") or []:
+        n = row["transition_step"]
+        text = ("∞" if n == "inf" else "n/a" if n is None else "0" if n == 0 else f"{n:,.0f}")
+        shown.append(f"D={int(row['diversity'])}: {text}" + ("*" if row.get("extrapolated") else ""))
+    what = "posterior median" if summary["method"] == "nuts" else "MAP"
+    lines.append(f"predicted transition steps N*(D) ({what}; * beyond the last trained step): " + ", ".join(shown))
+    if len(result.strategies) > 2:
+        lines += strategies_report(result)
     return "\n".join(lines)
 
 
+def strategies_report(result, split: str = "id") -> list[str]:
+    """Report lines of a fit with more than two strategies: the correlation of predicted vs
+    observed summed weights of the family's groups (markov: w_mem, w_bigram) per subset, the
+    number of (D, N) cells each strategy dominates, observed and predicted, and N* for every
+    pair of strategies that exchange dominance along N at some logged D."""
+    strategies = list(result.strategies)
+    rows = result.conditions[result.conditions["split"] == split]
+    observed = rows[[f"observed_{s}" for s in strategies]].to_numpy(float)
+    predicted = rows[[f"predicted_{s}" for s in strategies]].to_numpy(float)
+    lines = []
+    groups = weight_groups(result.task)
+    if groups:
+        seen = observe.summed_weights(observed, strategies, groups)
+        model = observe.summed_weights(predicted, strategies, groups)
+        modeled, in_fit = rows["modeled"].to_numpy(bool), rows["in_fit"].to_numpy(bool)
+        subsets = {"fit": modeled & in_fit, "heldout": modeled & ~in_fit, "all": modeled}
+        lines.append(f"correlation of predicted vs observed summed weights ({split.upper()}):")
+        for part, mask in subsets.items():
+            cells = [f"{name} {_correlation(seen[name][mask], model[name][mask])}" for name in groups]
+            lines.append(f"  {part:<8} " + "   ".join(cells))
+    counts = []
+    for s in strategies:
+        o = int((observe.dominant_strategy(observed, strategies) == s).sum())
+        p = int((observe.dominant_strategy(predicted, strategies) == s).sum())
+        counts.append(f"{s} {o}/{p}")
+    lines.append(f"cells (D, N) where each strategy dominates, observed/predicted ({split.upper()}, "
+                 f"every checkpoint): " + ", ".join(counts))
+    exchanges = dominance_exchanges(result)
+    shown = "; ".join(f"{a}→{b} at D={d}: {n:,.0f}" for d, a, b, n in exchanges) or "none"
+    lines.append(f"predicted N* where the dominant strategy changes: {shown}")
+    return lines
+
+
+def dominance_exchanges(result, steps=None) -> list[tuple[int, str, str, float]]:
+    """(D, from, to, N*) for each change of the predicted dominant strategy along N at each
+    logged D, N* being where the two strategies' weights are equal (docs/model.md, transition
+    step). `steps`: the N grid searched (default 1 … 10⁸, 400 points on a log scale)."""
+    strategies = list(result.strategies)
+    steps = np.geomspace(1, 1e8, 400) if steps is None else np.asarray(steps, dtype=float)
+    loss, complexity = result.loss[strategies], result.complexity[strategies]
+    params = tuple(result.params[k] for k in rational.PARAMETERS)
+    found = []
+    for diversity in loss.index:
+        _, w = rational.log_weights(params, loss.loc[diversity].to_numpy()[None, :],
+                                    complexity.loc[diversity].to_numpy()[None, :], steps)
+        winner = np.argmax(np.asarray(w), axis=-1)
+        for k in np.flatnonzero(winner[1:] != winner[:-1]):
+            a, b = strategies[winner[k]], strategies[winner[k + 1]]
+            crossing = result.transition_steps((a, b))
+            found.append((int(diversity), a, b,
+                          float(crossing.loc[crossing["diversity"] == diversity, "transition_step"].iloc[0])))
+    return found
+
+
+def _correlation(a, b) -> str:
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.std(a[keep]) == 0 or np.std(b[keep]) == 0:
+        return "n/a"
+    return f"{np.corrcoef(a[keep], b[keep])[0, 1]:.3f}"
+
+
 def demo_main(args: argparse.Namespace) -> int:
-    run_demo(task=args.task, out=args.out, method=args.method, seed=args.seed)
+    run_demo(task=args.task, out=args.out, method=args.method, seed=args.seed, force=args.force)
     return 0

@@ -13,3 +13,8 @@ class BayesiclError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class BayesiclWarning(UserWarning):
+    """Something the user should know that does not stop the work (the command line prints
+    it as one line: "bayesicl VERB: warning: ...")."""

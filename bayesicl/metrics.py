@@ -1,4 +1,4 @@
-"""How well predicted strategy weights reproduce the transformer (SPEC §9).
+"""How well predicted strategy weights reproduce the transformer (docs/model.md#metrics).
 
 For predicted weights w (C, S) the model's output at condition c is h_c = Σ_s w_cs · s — a
 mixture of the strategies' probabilities, or the weighted average of their predictions
@@ -13,7 +13,7 @@ positions of the "id" and "ood" splits:
 - kl: mean KL(T ‖ h), the fit objective (distributions); mse: mean (T − h)² (regression).
 
 Per-condition metrics are averaged over conditions for the summaries; correlation is the
-Pearson r between predicted w_M and the observed M-weight over conditions (w̃_M of SPEC §7
+Pearson r between predicted w_M and the observed M-weight over conditions (w̃_M of docs/model.md#observed-weights
 with two strategies; the convex observed weight of M with more).
 
 >>> import bayesicl as bic, numpy as np
@@ -43,7 +43,7 @@ from .seeds import stream
 
 SPLITS = ("id", "ood")
 SUBSETS = ("fit", "heldout", "all")
-#: Metrics per family (the family's "other" metrics of SPEC §9, plus the fit's objective).
+#: Metrics per family (the family's "other" metrics of docs/model.md#metrics, plus the fit's objective).
 FAMILY_METRICS = {"regression": ("r2", "mse"), "classification": ("tvd", "agreement", "kl")}
 DEFAULT_METRICS = ("tvd", "spearman", "kl")
 #: Floats per chunk of conditions (bounds memory).
@@ -64,7 +64,8 @@ def condition_metrics(evidence, predicted_weights) -> pd.DataFrame:
     return _metrics_table(evidence, _check_weights(evidence, predicted_weights))
 
 
-def summarize_metrics(evidence, predicted_weights, in_fit, table: pd.DataFrame | None = None) -> dict[str, Any]:
+def summarize_metrics(evidence, predicted_weights, in_fit, table: pd.DataFrame | None = None,
+                      expected_observed: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Metrics per subset (fit, heldout, all) and split (id, ood), as in summary.json.
 
     fit = `in_fit` (C,) bool; heldout = modeled conditions not in the fit; all = both.
@@ -73,15 +74,17 @@ def summarize_metrics(evidence, predicted_weights, in_fit, table: pd.DataFrame |
     undefined), the family's metrics averaged over conditions, and n_conditions. `table`, if
     given, is `condition_metrics(evidence, predicted_weights)` already computed by the caller
     (it is the expensive part, so a fit computes it once for both its table and its summary).
+    `expected_observed` ({split: (C,)}), if given, is what the correlation compares with the
+    observed weight instead of w_M (see the module docstring).
     """
     weights = _check_weights(evidence, predicted_weights)
     if table is None:
         table = condition_metrics(evidence, weights)
-    return _summarize(evidence, table, weights[:, 0], in_fit)
+    return _summarize(evidence, table, weights[:, 0], in_fit, expected_observed)
 
 
 def baselines(evidence, in_fit, seed) -> dict[str, Any]:
-    """The same summaries for two baselines (SPEC §9).
+    """The same summaries for two baselines (docs/model.md#metrics).
 
     constant: the constant strategy C (uniform over the outputs, or the prediction 0);
     random: convex weights w ~ Dirichlet(1) per condition, drawn from stream(seed,
@@ -257,7 +260,8 @@ def _observed_m_weight(evidence, split: str) -> tuple[np.ndarray, str]:
     return evidence.conditions[f"observed_weight_{split}"].to_numpy(), "relative_distance"
 
 
-def _summarize(evidence, table: pd.DataFrame, predicted_m: np.ndarray, in_fit) -> dict[str, Any]:
+def _summarize(evidence, table: pd.DataFrame, predicted_m: np.ndarray, in_fit,
+               expected_observed: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     in_fit = np.asarray(in_fit, dtype=bool)
     if in_fit.shape != (evidence.num_conditions,):
         raise BayesiclError(f"in_fit has shape {in_fit.shape}, expected ({evidence.num_conditions},)")
@@ -271,7 +275,9 @@ def _summarize(evidence, table: pd.DataFrame, predicted_m: np.ndarray, in_fit) -
             observed, source = _observed_m_weight(evidence, split)
             rows = table[table["split"] == split]          # in condition order
             leaf: dict[str, Any] = {"n_conditions": int(mask.sum()), "observed_weight": source}
-            leaf["correlation"], reason = _pearson(predicted_m[mask], observed[mask])
+            compared = predicted_m if expected_observed is None else np.asarray(expected_observed[split])
+            leaf["correlation_of"] = "predicted_weight" if expected_observed is None else "expected_observed_weight"
+            leaf["correlation"], reason = _pearson(compared[mask], observed[mask])
             if reason:
                 leaf["correlation_reason"] = reason
             for name in names:

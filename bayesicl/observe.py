@@ -1,4 +1,4 @@
-"""What the transformer is observed to do (SPEC §7): distances to the strategies and weights.
+"""What the transformer is observed to do (docs/model.md#observed-weights): distances to the strategies and weights.
 
 Arrays follow the evidence layout: outputs are ``(..., sequence, position, output)``, where
 ``output`` holds log-probabilities over the d colours / L labels (`kind="log_probs"`) or a
@@ -34,9 +34,10 @@ from .errors import BayesiclError
 #: Floor on probabilities before taking logs: log(max(p, 1e-30)).
 PROBABILITY_FLOOR = 1e-30
 LOG_FLOOR = float(np.log(PROBABILITY_FLOOR))
-#: d(M, G) below this makes r undefined (SPEC §7): w̃ = NaN, the condition is excluded.
+#: d(M, G) below this makes r undefined (docs/model.md#observed-weights): w̃ = NaN, the condition is excluded.
 MIN_STRATEGY_DISTANCE = 1e-8
-KINDS = ("log_probs", "predictions")
+#: What an output axis holds: log-probabilities (distributions) or predictions (regression).
+OUTPUT_KINDS = ("log_probs", "predictions")
 
 
 def log_probs(probabilities, dtype=np.float64) -> np.ndarray:
@@ -96,7 +97,7 @@ def pointwise_distance(a, b, kind: str, dtype=np.float64) -> np.ndarray:
         return skl(normalize_log_probs(a, dtype), normalize_log_probs(b, dtype), dtype)
     if kind == "predictions":
         return squared_error(a, b, dtype)
-    raise BayesiclError(f"unknown output kind {kind!r}; expected one of {KINDS}")
+    raise BayesiclError(f"unknown output kind {kind!r}; expected one of {OUTPUT_KINDS}")
 
 
 class Prepared(NamedTuple):
@@ -120,7 +121,7 @@ def prepare(outputs, kind: str, scored, dtype=np.float64) -> Prepared:
         return Prepared(log_p, np.exp(log_p))
     if kind == "predictions":
         return Prepared(outputs.astype(dtype, copy=False), None)
-    raise BayesiclError(f"unknown output kind {kind!r}; expected one of {KINDS}")
+    raise BayesiclError(f"unknown output kind {kind!r}; expected one of {OUTPUT_KINDS}")
 
 
 def prepared_mean_distance(a: Prepared, b: Prepared) -> np.ndarray:
@@ -162,7 +163,7 @@ def distances(transformer, strategy_outputs, kind: str, scored, dtype=np.float64
 
 
 def relative_distance(d_tm, d_tg, d_mg) -> np.ndarray:
-    """r = (d(T,G) − d(T,M)) / d(M,G), unclipped; NaN where d(M,G) < 1e-8 (SPEC §7).
+    """r = (d(T,G) − d(T,M)) / d(M,G), unclipped; NaN where d(M,G) < 1e-8 (docs/model.md#observed-weights).
 
     >>> relative_distance(0.0, 2.0, 2.0).tolist(), relative_distance(1.0, 5.0, 2.0).tolist()
     (1.0, 2.0)
@@ -218,7 +219,7 @@ def interpolation_distance(transformer, memorizing, generalizing, weight, kind: 
 
 def convex_weights(transformer, strategy_outputs, kind: str, scored, *, max_iterations: int = 100,
                    tolerance: float = 1e-12, dtype=np.float64) -> np.ndarray:
-    """The convex weights minimizing d(T, Σ_s w_s s) over the simplex (SPEC §7, > 2 strategies).
+    """The convex weights minimizing d(T, Σ_s w_s s) over the simplex (docs/model.md#observed-weights, > 2 strategies).
 
     transformer (..., B, P, O), strategy_outputs (..., S, B, P, O) → weights (..., S).
     Squared error is a quadratic in w and is solved exactly. SKL of a mixture of probabilities
@@ -235,8 +236,8 @@ def convex_weights(transformer, strategy_outputs, kind: str, scored, *, max_iter
     lead = np.broadcast_shapes(transformer.shape[:-3], strategy_outputs.shape[:-4])
     num_strategies = strategy_outputs.shape[-4]
     scored = _scored(scored, strategy_outputs.shape[-2])
-    if kind not in KINDS:
-        raise BayesiclError(f"unknown output kind {kind!r}; expected one of {KINDS}")
+    if kind not in OUTPUT_KINDS:
+        raise BayesiclError(f"unknown output kind {kind!r}; expected one of {OUTPUT_KINDS}")
     # Keep scored positions (and normalize) before broadcasting, so shared strategies are
     # prepared once; then flatten leading dims: t (N, B, P', O), s (N, S, B, P', O).
     t = prepare(transformer, kind, scored, dtype).values
@@ -250,8 +251,46 @@ def convex_weights(transformer, strategy_outputs, kind: str, scored, *, max_iter
     return weights.reshape(lead + (num_strategies,))
 
 
+def summed_weights(weights, strategies, groups) -> dict[str, np.ndarray]:
+    """Convex weights summed over named groups of strategies: {name: Σ_{s ∈ group} w_s}.
+
+    weights (..., S) in the order of `strategies`; `groups` maps a name to strategy names
+    (markov: w_mem = w_M1 + w_M2, w_bigram = w_M2 + w_G2). NaN weights stay NaN.
+
+    >>> w = np.array([[0.4, 0.3, 0.2, 0.1]])
+    >>> summed_weights(w, ("M2", "G2", "M1", "G1"), {"w_mem": ("M1", "M2")})["w_mem"].round(3).tolist()
+    [0.6]
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    strategies = list(strategies)
+    if weights.shape[-1:] != (len(strategies),):
+        raise BayesiclError(f"weights have shape {weights.shape}, expected (..., {len(strategies)}) "
+                            f"for the strategies {strategies}")
+    out = {}
+    for name, members in groups.items():
+        missing = [m for m in members if m not in strategies]
+        if missing:
+            raise BayesiclError(f"weight group {name!r} names strategies {missing} that are not among {strategies}")
+        out[name] = weights[..., [strategies.index(m) for m in members]].sum(axis=-1)
+    return out
+
+
+def dominant_strategy(weights, strategies) -> np.ndarray:
+    """The strategy with the largest convex weight, per row of weights (..., S); "" where the
+    weights are NaN.
+
+    >>> dominant_strategy(np.array([[0.1, 0.7, 0.2], [np.nan] * 3]), ("M", "G", "C")).tolist()
+    ['G', '']
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    names = np.asarray(list(strategies), dtype=object)
+    defined = ~np.isnan(weights).any(axis=-1)
+    best = np.argmax(np.where(np.isnan(weights), -np.inf, weights), axis=-1)
+    return np.where(defined, names[best], "")
+
+
 def cutoff_step(conditions: pd.DataFrame, q: float = 0.2, split: str = "id") -> int:
-    """N_0 of SPEC §7: the first checkpoint modeled.
+    """N_0 (docs/model.md#cutoff): the first checkpoint modeled.
 
     For each run (a diversity, and a seed when the table has one) take its trajectory of the
     interpolation distance on `split`; its cutoff is the first step whose distance is ≤

@@ -1,7 +1,7 @@
-"""The rational strategy model (SPEC §6): posterior weights of the strategies at (D, N).
+"""The rational strategy model (docs/model.md#rational-model): posterior weights of the strategies at (D, N).
 
-For strategies s with loss L̄_s(D) (nats per token, SPEC §4) and complexity K_s(D) (bits,
-SPEC §5), at training step N:
+For strategies s with loss L̄_s(D) (nats per token, docs/model.md#strategy-loss) and complexity K_s(D) (bits,
+docs/model.md#complexity), at training step N:
 
     η_s(N, D) = −γ · N^(1−α) · L̄_s(D) − ln 2 · K_s(D)^β
     w_s(N, D) = softmax_s η_s(N, D)
@@ -13,7 +13,7 @@ arrays that broadcast against each other; the strategy axis S is the last axis o
 `complexity` (M first, G second), so one call covers every condition of a fit and every
 posterior draw (add leading axes).
 
-Ablations of SPEC §8 are `VARIANTS`: α = 0 (evidence linear in N), β = 1 (complexity enters
+Ablations (docs/model.md#ablations) are `VARIANTS`: α = 0 (evidence linear in N), β = 1 (complexity enters
 linearly), γ = 1, and complexity constant in D (K_s(D) := K_s(D_min)).
 
 >>> import jax.numpy as jnp
@@ -40,7 +40,7 @@ from .errors import BayesiclError
 LN2 = math.log(2.0)
 #: log(1e-30): the floor of mixture log-probabilities, as in `bayesicl.observe`.
 LOG_FLOOR = math.log(1e-30)
-#: Model variants (SPEC §8 ablations); None and "full" are the full model.
+#: Model variants (docs/model.md#ablations); None and "full" are the full model.
 VARIANTS = ("full", "alpha0", "beta1", "gamma1", "constant_complexity")
 #: The parameter a variant pins, and its value.
 FIXED = {"alpha0": ("alpha", 0.0), "beta1": ("beta", 1.0), "gamma1": ("gamma", 1.0)}
@@ -133,7 +133,7 @@ def posterior_odds(params, loss, complexity, step, pair: tuple[int, int] = (0, 1
 
 
 def transition_step(alpha, beta, gamma, loss_m, loss_g, complexity_m, complexity_g):
-    """N*(D): the step where M and G have equal posterior weight (SPEC §6).
+    """N*(D): the step where M and G have equal posterior weight (docs/model.md#transition-step).
 
     With a = ln 2 (K_M^β − K_G^β) and b = γ (L̄_G − L̄_M), the log odds of M are
     b·N^(1−α) − a, so N* = (a / b)^(1/(1−α)) when a and b are non-zero with the same sign
@@ -176,7 +176,7 @@ def transition_direction(beta, complexity_m, complexity_g, loss_m, loss_g) -> np
 
 
 def pairwise_transition_steps(alpha, beta, gamma, loss, complexity):
-    """N* for every ordered pair (i, j) of S strategies: where w_i = w_j (SPEC §6).
+    """N* for every ordered pair (i, j) of S strategies: where w_i = w_j (docs/model.md#transition-step).
 
     loss, complexity (..., S) → (..., S, S); entry [i, j] treats i as "M" and j as "G"
     (the two weights are equal there whatever the others do); the diagonal is NaN.
@@ -195,7 +195,7 @@ def pairwise_transition_steps(alpha, beta, gamma, loss, complexity):
 
 
 def interpolate(weights, strategy_outputs, kind: str):
-    """h_c = Σ_s w_s · s: the strategy model's output (SPEC §6).
+    """h_c = Σ_s w_s · s: the strategy model's output (docs/model.md#rational-model).
 
     weights (..., S); strategy_outputs (..., S, B, P, O) — normalized log-probabilities
     (kind "log_probs": h is the mixture of the probabilities, returned as log-probabilities

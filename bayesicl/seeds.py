@@ -3,7 +3,7 @@
 Every random draw in bayesicl comes from `stream(seed, purpose)`, which is
 ``numpy.random.default_rng([*seed, PURPOSES[purpose]])``. Distinct purpose codes mean that,
 for example, the pool and the ID evaluation sequences never share draws even when the user
-passes the same integer seed to both (SPEC §2, "Randomness").
+passes the same integer seed to both (docs/model.md#randomness).
 
 >>> a = stream(1, "pool").standard_normal(3)
 >>> b = stream(1, "pool").standard_normal(3)

@@ -1,4 +1,4 @@
-"""Time the MAP and NUTS fits on a paper-sized evidence table (issue 4; SPEC §8).
+"""Time the MAP and NUTS fits on a paper-sized evidence table (issue 4; docs/model.md#map, docs/model.md#nuts).
 
     python benchmarks/fit.py            # a few minutes on 2 cores
 

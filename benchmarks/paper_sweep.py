@@ -5,7 +5,7 @@ Each call trains for at most `--time-limit` seconds (the sweep runs in a child p
 is stopped at the limit; the run store is crash-safe and the next call resumes from the last
 checkpoint), then writes `--summary` (JSON): per run its D, last logged step, wall time,
 seconds per step, its mean training loss over the last 500 steps, and its observed ID
-M-weight w̃ (SPEC §7, SKL over all positions) at the checkpoints nearest 1k, 10k, 30k, 100k.
+M-weight w̃ (docs/model.md#observed-weights, SKL over all positions) at the checkpoints nearest 1k, 10k, 30k, 100k.
 
     python benchmarks/paper_sweep.py --out RUNS --device cuda --time-limit 540 --summary s.json
 """

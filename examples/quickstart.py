@@ -1,6 +1,6 @@
 """Quickstart: tasks and strategies, then the rational model fitted to the shipped urns runs.
 
-1. A balls-and-urns task (SPEC §2.1), a pool of D training urns and a batch of sequences.
+1. A balls-and-urns task (docs/model.md#urns), a pool of D training urns and a batch of sequences.
 2. The memorizing (M) and generalizing (G) strategies on that batch, their losses L̄_s(D)
    (nats per token) and complexities K_s(D) (bits) at a few diversities: M fits the
    training distribution better, but costs more bits the more tasks it memorizes.
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--runs", default=None, help="logged runs to fit (default: the shipped urns runs)")
     parser.add_argument("--method", choices=("map", "nuts"), default="map")
     parser.add_argument("--loss-sequences", type=int, default=None,
-                        help="sequences for each L̄_s(D) (default: 10 000, SPEC §4)")
+                        help="sequences for each L̄_s(D) (default: 10 000, docs/model.md#strategy-loss)")
     parser.add_argument("--num-chains", type=int, default=4)
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--num-warmup", type=int, default=1000)
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = result.summary()
     for name in ("alpha", "beta", "gamma"):
         p = summary["params"][name]
-        interval = "" if p["hdi_low"] is None else f"   90% interval [{p['hdi_low']:.4g}, {p['hdi_high']:.4g}]"
+        interval = "" if p["low"] is None else f"   90% interval [{p['low']:.4g}, {p['high']:.4g}]"
         print(f"  {name:<5} = {p['mean']:.4g}{interval}")
-    print("correlation of predicted and observed M-weight (Pearson, over conditions):")
+    print("correlation of expected and observed M-weight (Pearson, over conditions):")
     for part in ("fit", "heldout", "all"):
         cells = [summary["metrics"].get(part, {}).get(split, {}).get("correlation") for split in ("id", "ood")]
         print(f"  {part:<8}" + "".join(f"  {s.upper()} " + ("n/a" if c is None else f"{c:.3f}")

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="train the runs one after another, or as one stacked ensemble")
     parser.add_argument("--method", choices=("map", "nuts"), default="map")
     parser.add_argument("--loss-sequences", type=int, default=None,
-                        help="sequences for each L̄_s(D) (default: 10 000, SPEC §4)")
+                        help="sequences for each L̄_s(D) (default: 10 000, docs/model.md#strategy-loss)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no training progress bars")
     args = parser.parse_args(argv)

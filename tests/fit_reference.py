@@ -1,7 +1,7 @@
 """What the fit tests share: the synthetic urns grid and the rational model's log-odds and
-transition steps written independently in NumPy (SPEC §6), not with bayesicl.rational.
+transition steps written independently in NumPy (docs/model.md#rational-model), not with bayesicl.rational.
 
-Imported by tests/test_fit_map.py and tests/test_fit_nuts.py (`pythonpath = tests` in
+Imported by tests/test_fit_map.py, tests/test_fit_nuts.py and tests/test_fit_io.py (`pythonpath = tests` in
 setup.cfg); the `grid` fixture is in tests/conftest.py.
 """
 

@@ -1,7 +1,9 @@
-"""The top-level API and command line contracts of SPEC §14–§15."""
+"""The top-level API and command line contracts of the README (Command line, Python API)."""
 
 import subprocess
 import sys
+
+import pytest
 
 import bayesicl as bic
 from bayesicl import cli
@@ -22,17 +24,16 @@ def test_bayesicl_fit_is_callable_and_is_the_fit_function(monkeypatch):
     assert bic.load_fit is bic.fit.load_fit
 
 
-def test_cli_version_and_verbs(capsys):
-    try:
+def test_cli_version_and_every_verbs_help_print_and_exit_zero(capsys):
+    with pytest.raises(SystemExit) as stop:
         cli.main(["--version"])
-    except SystemExit as stop:
-        assert stop.code == 0
+    assert stop.value.code == 0
     assert bic.__version__ in capsys.readouterr().out
     for verb in ("demo", "train", "sweep", "fit", "plot", "check"):
-        try:
+        with pytest.raises(SystemExit) as stop:                  # --help exits, never returns
             cli.main([verb, "--help"])
-        except SystemExit as stop:
-            assert stop.code == 0
+        assert stop.value.code == 0, verb
+        assert capsys.readouterr().out.startswith(f"usage: bayesicl {verb} "), verb
 
 
 def test_cli_fit_on_an_empty_folder_fails_with_one_line(tmp_path, capsys):

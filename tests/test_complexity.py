@@ -1,4 +1,4 @@
-"""Strategy complexity K_s(D) = K_code + K_data in bits (SPEC §5).
+"""Strategy complexity K_s(D) = K_code + K_data in bits (docs/model.md#complexity).
 
 Every expected value here is computed independently inside the test: the compressors are
 called directly, the serialized prior parameters are built by hand, and the canonical Bayes
@@ -21,30 +21,50 @@ import zstandard
 
 import bayesicl as bic
 from bayesicl.errors import BayesiclError
-from bayesicl.strategies.complexity import (KCODE_PATH, code_length, complexity, complexity_table,
-                                            compressed_bits, data_length, normalized_source,
-                                            prior_parameters)
+from bayesicl.strategies.complexity import (KCODE_PATH, PAPER_CODE_BITS, code_length, complexity,
+                                            complexity_table, compressed_bits, data_length,
+                                            normalized_source, prior_parameters)
 
-try:
-    import brotli
-except ImportError:  # paper_compatible then omits brotli; the tests follow the same rule
-    brotli = None
+import brotli
 
 FAMILIES = ("urns", "regression", "classification")
 KINDS = ("memorizing", "generalizing", "constant")
+#: Every canonical source: (family, rule); markov's rules carry their order (docs/model.md#markov-strategies).
+RULES = [(f, k) for f in FAMILIES for k in KINDS] + [
+    ("markov", k) for k in ("memorizing1", "memorizing2", "generalizing1", "generalizing2", "constant")]
 DIVERSITIES = [2**k for k in range(2, 13)]        # 4, 8, …, 4096
 
 
-def independent_bits(data: bytes, paper: bool = False) -> float:
-    """8 × min(raw, lzma 9|extreme, bz2 9, zlib 9, zstd 22 [, brotli 11 for the paper])."""
+def independent_bits(data: bytes, paper: bool = False, text: bool = False) -> float:
+    """8 × min(raw, lzma 9|extreme, bz2 9, zstd 22, and zlib 9 — or, for the paper, brotli 11
+    (text mode for source code) instead of zlib)."""
     sizes = [len(data),
              len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)),
              len(bz2.compress(data, 9)),
-             len(zlib.compress(data, 9)),
              len(zstandard.ZstdCompressor(level=22).compress(data))]
-    if paper and brotli is not None:
-        sizes.append(len(brotli.compress(data, quality=11)))
+    if paper:
+        sizes.append(len(brotli.compress(data, quality=11, mode=brotli.MODE_TEXT if text else brotli.MODE_GENERIC)))
+    else:
+        sizes.append(len(zlib.compress(data, 9)))
     return 8.0 * min(sizes)
+
+
+def paper_array_bits(array: np.ndarray) -> float:
+    """The paper's compress_array, written out again: the bits above, or brotli of the deltas
+    along the last axis (each row's first entry minus the array's first entry)."""
+    deltas = np.empty_like(array)
+    rows, last = array.reshape(-1, array.shape[-1]), deltas.reshape(-1, array.shape[-1])
+    for i, row in enumerate(rows):
+        previous = array.flat[0]
+        for j, value in enumerate(row):
+            last[i, j], previous = value - previous, value
+    return min(independent_bits(array.tobytes(), paper=True),
+               8.0 * len(brotli.compress(deltas.tobytes(), quality=11, mode=brotli.MODE_GENERIC)))
+
+
+def paper_urns_pool(diversity: int) -> np.ndarray:
+    """The paper's urns training tasks for d = 8 (its Config(random_seed=1) draw)."""
+    return np.random.default_rng(1).dirichlet(np.ones(8), size=diversity)
 
 
 def make_task(family: str, d: int = 8, **params):
@@ -114,24 +134,19 @@ def test_stored_code_lengths_match_the_frozen_canonical_sources():
     stored = json.loads(KCODE_PATH.read_text())
     folder = KCODE_PATH.parent
     files = sorted(p.name for p in folder.glob("*_*.py") if not p.name.startswith("_"))
-    assert files == sorted(f"{f}_{k}.py" for f in FAMILIES for k in KINDS)
-    assert {(f, k) for f in stored["strategies"] for k in stored["strategies"][f]} == \
-        {(f, k) for f in FAMILIES for k in KINDS}
-    same_paper_compressors = ("brotli" in stored["paper_compatible_compressors"]) == (brotli is not None)
-    for family in FAMILIES:
-        for kind in KINDS:
-            entry = stored["strategies"][family][kind]
-            code = normalized_source((folder / entry["source"]).read_text()).encode()
-            assert entry["source"] == f"{family}_{kind}.py"
-            assert entry["sha256"] == hashlib.sha256(code).hexdigest(), \
-                f"{entry['source']} changed: run `python -m bayesicl.strategies.canonical`"
-            assert entry["bits"] == independent_bits(code)
-            assert code_length(family, kind) == entry["bits"]
+    assert files == sorted(f"{f}_{k}.py" for f, k in RULES)
+    assert {(f, k) for f in stored["strategies"] for k in stored["strategies"][f]} == set(RULES)
+    for family, kind in RULES:
+        entry = stored["strategies"][family][kind]
+        code = normalized_source((folder / entry["source"]).read_text()).encode()
+        assert entry["source"] == f"{family}_{kind}.py"
+        assert entry["sha256"] == hashlib.sha256(code).hexdigest(), \
+            f"{entry['source']} changed: run `python -m bayesicl.strategies.canonical`"
+        assert entry["bits"] == independent_bits(code)
+        assert code_length(family, kind) == entry["bits"]
+        assert entry["paper_compatible_bits"] == independent_bits(code, paper=True, text=True)
+        if (family, kind) not in PAPER_CODE_BITS:
             assert code_length(family, kind, paper_compatible=True) == entry["paper_compatible_bits"]
-            if same_paper_compressors:
-                assert entry["paper_compatible_bits"] == independent_bits(code, paper=True)
-            else:   # recorded with brotli, which this environment lacks: still a lower bound
-                assert entry["paper_compatible_bits"] <= entry["bits"]
 
 
 def test_the_regeneration_command_writes_exactly_the_stored_file(tmp_path, monkeypatch):
@@ -302,33 +317,65 @@ def test_complexity_is_deterministic():
 
 # -- paper_compatible --------------------------------------------------------------------------
 
-def test_paper_compatible_stores_the_regression_pool_as_float32():
+def test_paper_convention_gives_the_papers_urns_complexities():
+    # The paper reports K_G = 4 416 bits and K_M(4) = 6 832 bits for urns with d = 8.
+    task = make_task("urns")
+    assert complexity(bic.strategies.generalizing(task), paper_compatible=True) == 4416
+    assert complexity(bic.strategies.memorizing(task, paper_urns_pool(4)), paper_compatible=True) == 6832
+    # Every other D of the paper's sweep: its K_code plus its compress_array of its pool.
+    for diversity in (16, 64, 256, 1024):
+        pool = paper_urns_pool(diversity)
+        assert complexity(bic.strategies.memorizing(task, pool), paper_compatible=True) == \
+            4784 + paper_array_bits(pool)
+
+
+def test_paper_convention_uses_the_papers_code_lengths_where_it_measured_them():
+    assert code_length("urns", "memorizing", paper_compatible=True) == 4784
+    assert code_length("urns", "generalizing", paper_compatible=True) == 4328
+    source = (KCODE_PATH.parent / "regression_memorizing.py").read_text()
+    assert code_length("regression", "memorizing", paper_compatible=True) == \
+        independent_bits(normalized_source(source).encode(), paper=True, text=True)
+
+
+def test_paper_convention_stores_the_regression_pool_as_float32():
     task = make_task("regression")
     pool = task.pool(64, seed=1)
     strategy = bic.strategies.memorizing(task, pool)
     paper = data_length(strategy, paper_compatible=True)
-    assert paper == independent_bits(np.asarray(pool, np.float32).tobytes(), paper=True)
+    assert paper == paper_array_bits(np.asarray(pool, np.float32)[..., None])     # (D, d, 1) as the paper
     assert paper < 0.6 * data_length(strategy)          # half the bytes, incompressible noise
 
 
-def test_paper_compatible_stores_the_urns_prior_as_int64():
-    task = make_task("urns")
-    generalizing = bic.strategies.generalizing(task)
-    assert data_length(generalizing, paper_compatible=True) == \
-        independent_bits(np.ones(8, dtype=np.int64).tobytes(), paper=True)
+@pytest.mark.parametrize("family, expected", [
+    ("urns", np.ones(8, dtype=np.int64)),                # the Dirichlet pseudo-counts
+    ("regression", np.array([0, 1], dtype=np.int64)),     # prior (mean, variance) of w
+    ("classification", np.array([0.0, 1 / 8])),          # prior (mean, variance) of exemplars
+])
+def test_paper_convention_stores_the_task_prior_for_g_and_c(family, expected):
+    task = make_task(family)
+    for strategy in (bic.strategies.generalizing(task), bic.strategies.constant(task)):
+        stored = prior_parameters(strategy, paper_compatible=True)
+        assert stored.dtype == expected.dtype and stored.tolist() == expected.tolist()
+        assert data_length(strategy, paper_compatible=True) == paper_array_bits(expected)
     with pytest.raises(BayesiclError, match="int64"):
         data_length(bic.strategies.generalizing(make_task("urns", concentration=0.5)),
                     paper_compatible=True)
 
 
 @pytest.mark.parametrize("family", ["urns", "classification"])
-def test_paper_compatible_keeps_float64_elsewhere_and_only_adds_a_compressor(family):
+def test_paper_convention_keeps_the_float64_pool(family):
     task = make_task(family)
     memorizing = bic.strategies.memorizing(task, task.pool(64, seed=1))
-    raw = prior_parameters(memorizing).tobytes()
-    assert prior_parameters(memorizing, paper_compatible=True).dtype == np.float64
-    assert data_length(memorizing, paper_compatible=True) == independent_bits(raw, paper=True)
-    assert data_length(memorizing, paper_compatible=True) <= data_length(memorizing)
+    stored = prior_parameters(memorizing, paper_compatible=True)
+    assert stored.dtype == np.float64 and np.array_equal(stored, prior_parameters(memorizing))
+    assert data_length(memorizing, paper_compatible=True) == paper_array_bits(stored)
+
+
+def test_paper_delta_encoding_helps_smooth_arrays():
+    ramp = np.arange(512, dtype=np.int64)                # deltas are all ones
+    assert compressed_bits(ramp.tobytes(), paper_compatible=True) > paper_array_bits(ramp)
+    assert data_length(bic.strategies.constant(make_task("urns")), paper_compatible=True) == paper_array_bits(
+        np.ones(8, dtype=np.int64))
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The evidence table (SPEC §7): built from arrays and from logged runs, cached outside the runs."""
+"""The evidence table (docs/model.md#observed-weights): built from arrays and from logged runs, cached outside the runs."""
 
 from __future__ import annotations
 
@@ -237,16 +237,18 @@ def test_cache_hits_recomputes_after_a_run_changes_and_never_writes_into_the_run
     write_runs(runs, task, (2, 4), weights=(0.0, 0.5, 1.0))
     before = tree_digest(runs)
     builds, losses = [], []
-    real_build, real_loss = build_module.evidence_from_arrays, bayesicl.strategies.loss
+    real_build, real_loss = build_module.evidence_from_arrays, bayesicl.strategies.paired_losses
     monkeypatch.setattr(build_module, "evidence_from_arrays", lambda *a, **k: builds.append(1) or real_build(*a, **k))
-    monkeypatch.setattr(bayesicl.strategies, "loss", lambda *a, **k: losses.append(1) or real_loss(*a, **k))
+    monkeypatch.setattr(bayesicl.strategies, "paired_losses", lambda *a, **k: losses.append(1) or real_loss(*a, **k))
 
     first = build_evidence(runs, loss_sequences=LOSS_SEQUENCES)
-    assert (len(builds), len(losses)) == (1, 4)                   # 2 runs × 2 strategies
+    assert (len(builds), len(losses)) == (1, 2)                   # 2 runs, both strategies at once
     second = build_evidence(runs, loss_sequences=LOSS_SEQUENCES)
-    assert (len(builds), len(losses)) == (1, 4)                   # a cache hit: nothing recomputed
+    assert (len(builds), len(losses)) == (1, 2)                   # a cache hit: nothing recomputed
     pd.testing.assert_frame_equal(first.conditions, second.conditions)
     pd.testing.assert_frame_equal(first.loss, second.loss)
+    pd.testing.assert_frame_equal(first.loss_difference, second.loss_difference)
+    pd.testing.assert_frame_equal(first.loss_difference_se, second.loss_difference_se)
     np.testing.assert_array_equal(first.arrays["transformer"].values, second.arrays["transformer"].values)
     assert second.task == first.task and second.cutoff_step == first.cutoff_step
     assert tree_digest(runs) == before
@@ -258,11 +260,17 @@ def test_cache_hits_recomputes_after_a_run_changes_and_never_writes_into_the_run
     m = bic.strategies.memorizing(task, pool)
     RunWriter(runs / "D4-s0", task, pool, evals).log(500, {s: np.log(m(b)) for s, b in evals.items()})
     third = build_evidence(runs, loss_sequences=LOSS_SEQUENCES)
-    assert (len(builds), len(losses)) == (2, 4)
+    assert (len(builds), len(losses)) == (2, 2)
     assert third.conditions["step"].tolist() == [20, 80, 200, 20, 80, 200, 500]
     # A different strategy list or cutoff is another entry.
     build_evidence(runs, loss_sequences=LOSS_SEQUENCES, cutoff="all")
     assert len(builds) == 3
+    # The other K convention reuses the stored outputs and L̄ and recomputes only K.
+    paper = build_evidence(runs, loss_sequences=LOSS_SEQUENCES, complexity_convention="paper")
+    assert (len(builds), len(losses)) == (3, 2) and paper.complexity_convention == "paper"
+    pd.testing.assert_frame_equal(paper.loss, third.loss)
+    pd.testing.assert_frame_equal(paper.conditions, third.conditions)
+    assert (paper.complexity > third.complexity).all().all()      # the paper's K_code is longer
 
 
 def test_build_evidence_refuses_inputs_it_cannot_fit(tmp_path):

@@ -28,7 +28,7 @@ from bayesicl.tasks import FAMILIES
 FAMILY = "coins_test_extension"
 
 # The canonical sources as the user writes them, and their normalized text written by hand:
-# no docstring, no comment, no layout, no whitespace (SPEC §5).
+# no docstring, no comment, no layout, no whitespace (docs/model.md#complexity).
 MEMORIZING_SOURCE = '''def predict(pool, tokens):
     """Posterior over the pool's coins; mix their next-flip distributions."""
     weights = [1.0] * len(pool)
@@ -89,7 +89,7 @@ def kl_loss(task, log_probs, batch):
 
 
 def bits(data: bytes) -> float:
-    """8 × min(raw, lzma 9|extreme, bz2 9, zlib 9, zstd 22): SPEC §5, computed here."""
+    """8 × min(raw, lzma 9|extreme, bz2 9, zlib 9, zstd 22): docs/model.md#complexity, computed here."""
     return 8.0 * min(len(data), len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)),
                      len(bz2.compress(data, 9)), len(zlib.compress(data, 9)),
                      len(zstandard.ZstdCompressor(level=22).compress(data)))

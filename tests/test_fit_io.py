@@ -1,4 +1,4 @@
-"""Fit results (SPEC §14): summary.json keys, conditions.csv, save/load round trip, guards, CLI."""
+"""Fit results (docs/model.md#fit-outputs): summary.json keys, conditions.csv, save/load round trip, guards, CLI."""
 
 from __future__ import annotations
 
@@ -17,21 +17,18 @@ from bayesicl.fit import fit, load_fit
 from bayesicl.fit import guards
 from bayesicl.fit.command import parse_complexity_overrides, parse_prior_overrides
 from bayesicl.fit.synthetic import mixture_output, strategy_outputs, synthetic_evidence, synthetic_terms
+from fit_reference import MG, log_odds
 
-MG = ("memorizing", "generalizing")
 DIVERSITIES = (2, 4, 8, 16)
 STEPS = (10, 30, 100, 300, 1000, 3000, 10000)
 TRUTH = (0.6, 0.2, 0.85)
 
-SPEC_KEYS = ["task", "settings", "strategies", "method", "cutoff_step", "params", "diagnostics", "metrics",
-             "baselines", "n_conditions", "runtime_s"]
+REQUIRED_KEYS = ["task", "settings", "strategies", "method", "cutoff_step", "params", "diagnostics", "metrics",
+                 "baselines", "n_conditions", "runtime_s"]
 
 
 def weights_for(loss, complexity, diversity, step, params=TRUTH, noise=0.2, seed=0):
-    alpha, beta, gamma = params
-    lm, lg = (loss.loc[diversity, k].to_numpy() for k in MG)
-    km, kg = (complexity.loc[diversity, k].to_numpy() for k in MG)
-    z = -gamma * np.asarray(step, float) ** (1 - alpha) * (lm - lg) - math.log(2) * (km ** beta - kg ** beta)
+    z = log_odds(params, loss, complexity, diversity, np.asarray(step))
     z = z + noise * np.random.default_rng(seed).standard_normal(z.size)
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -59,12 +56,14 @@ def nuts_fit(evidence):
 def test_summary_has_every_key_of_the_output_contract(which, request):
     result = request.getfixturevalue(which)
     summary = result.summary()
-    for key in SPEC_KEYS + ["transition_steps", "guards"]:
+    for key in REQUIRED_KEYS + ["transition_steps", "guards"]:
         assert key in summary, key
     assert summary["task"] == "urns" and summary["method"] == which.split("_")[0]
     assert summary["strategies"] == list(MG)
     for name in ("alpha", "beta", "gamma"):
-        assert set(summary["params"][name]) >= {"mean", "sd", "hdi_low", "hdi_high"}
+        assert set(summary["params"][name]) >= {"mean", "sd", "low", "high", "map"}
+    assert summary["interval_level"] == 0.9
+    assert isinstance(summary["identified"], bool) and "subset" in summary and "split" not in summary
     assert set(summary["diagnostics"]) >= {"r_hat_max", "ess_bulk_min", "divergences"}
     for subset in ("fit", "heldout", "all"):
         for split in ("id", "ood"):
@@ -81,11 +80,14 @@ def test_summary_has_every_key_of_the_output_contract(which, request):
 def test_conditions_table_has_one_row_per_condition_and_split(nuts_fit, evidence):
     table = nuts_fit.conditions
     assert len(table) == 2 * evidence.num_conditions
-    for column in ("diversity", "step", "split", "in_fit", "observed_weight", "predicted_weight",
-                   "predicted_low", "predicted_high", "r", "interpolation_distance", "tvd", "spearman", "kl"):
+    for column in ("diversity", "step", "split", "subset", "in_fit", "observed_weight", "predicted_weight",
+                   "expected_observed_weight", "weight_low", "weight_high", "observed_low", "observed_high",
+                   "r", "interpolation_distance", "tvd", "spearman", "kl"):
         assert column in table.columns, column
+    assert "predicted_low" not in table.columns
     assert set(table["split"]) == {"id", "ood"}
-    assert (table["predicted_low"] <= table["predicted_high"]).all()
+    assert set(table["subset"]) <= {"fit", "heldout", "unmodeled"}
+    assert (table["observed_low"] <= table["observed_high"]).all()
     assert ((table["predicted_weight"] >= 0) & (table["predicted_weight"] <= 1)).all()
     # Observed weights are the evidence's, condition by condition.
     id_rows = table[table["split"] == "id"].sort_values("condition")
@@ -130,8 +132,8 @@ def test_predict_at_an_unlogged_diversity_uses_the_strategies_terms(map_fit):
 
 def test_nuts_predict_gives_credible_intervals_around_the_mean(nuts_fit):
     curve = nuts_fit.predict(8, np.geomspace(10, 10000, 7))
-    assert (curve["predicted_low"] <= curve["predicted_weight"]).all()
-    assert (curve["predicted_weight"] <= curve["predicted_high"]).all()
+    assert (curve["weight_low"] <= curve["predicted_weight"]).all()
+    assert (curve["predicted_weight"] <= curve["weight_high"]).all()
     steps = nuts_fit.transition_steps()
     finite = np.isfinite(steps["transition_high"])
     assert (steps["transition_low"][finite] <= steps["transition_step"][finite]).all()
@@ -149,6 +151,70 @@ def test_guards_flag_what_should_not_be_trusted():
     assert guards.sampler_guard({"r_hat_max": 1.2, "divergences": 3, "ess_bulk_min": 50}).__len__() == 3
     assert guards.sampler_guard({"r_hat_max": 1.001, "divergences": 0, "ess_bulk_min": 2000}) == []
     assert guards.split_guard(np.array([True, True]), np.array([True, True]))
+
+
+def test_identification_guard_needs_three_steps_and_diversities_and_a_moved_posterior():
+    table = pd.DataFrame({"diversity": [4, 4, 8, 8, 16, 16], "step": [10, 20] * 3})
+    identified, messages = guards.identification_guard(table, np.ones(6, dtype=bool))
+    assert not identified and "2 modeled step(s) and 3 diversities" in messages[0]
+    wide = pd.DataFrame({"diversity": np.repeat([4, 8, 16], 3), "step": [10, 20, 30] * 3})
+    assert guards.identification_guard(wide, np.ones(9, dtype=bool)) == (True, [])
+    identified, messages = guards.identification_guard(wide, np.ones(9, dtype=bool), sd_ratios={"alpha": 0.95})
+    assert not identified and "alpha" in messages[0]
+
+
+def test_nuts_summary_reports_coverage_elpd_effects_and_transition_conventions(nuts_fit):
+    summary = nuts_fit.summary()
+    table = nuts_fit.conditions
+    for subset in ("fit", "heldout"):
+        for split in ("id", "ood"):
+            rows = table[(table["subset"] == subset) & (table["split"] == split) & table["observed_weight"].notna()]
+            inside = ((rows["observed_weight"] >= rows["observed_low"])
+                      & (rows["observed_weight"] <= rows["observed_high"])).mean()
+            assert summary["coverage"][subset][split] == pytest.approx(inside)
+    for split in ("id", "ood"):
+        held = table[(table["subset"] == "heldout") & (table["split"] == split)]["log_predictive_density"]
+        assert summary["elpd"][split]["elpd"] == pytest.approx(held.sum())
+        assert summary["elpd"][split]["se"] == pytest.approx(np.sqrt(len(held)) * held.std(ddof=1))
+    effects = summary["effects"]
+    assert effects["kind"] == "run+trend" and effects["sigma_run"]["low"] <= effects["sigma_run"]["high"]
+    fitted = sorted({int(d) for d in table.loc[table["in_fit"], "diversity"]})
+    assert [r["diversity"] for r in effects["runs"]] == fitted
+    assert nuts_fit.draws["run_effect"].shape == (nuts_fit.draws["alpha"].size, len(fitted))
+    assert "median" in summary["transition_step_is"]
+    for row in summary["transition_steps"]:
+        assert {"transition_step", "transition_at_mean", "extrapolated"} <= set(row)
+        assert row["extrapolated"] == (row["transition_step"] == "inf" or row["transition_step"] > 10000)
+
+
+def test_infinite_transition_steps_are_the_string_inf_and_nan_is_null():
+    from bayesicl.fit.pipeline import _transition_records
+
+    frame = pd.DataFrame({"diversity": [4, 8], "transition_step": [math.inf, math.nan]})
+    assert _transition_records(frame) == [{"diversity": 4, "transition_step": "inf"},
+                                          {"diversity": 8, "transition_step": None}]
+
+
+def test_load_fit_reads_a_folder_written_with_the_old_names(nuts_fit, tmp_path):
+    from bayesicl.fit.folder import digests
+
+    folder = nuts_fit.save(tmp_path / "fit")
+    conditions = pd.read_csv(folder / "conditions.csv").rename(
+        columns={"observed_low": "predicted_low", "observed_high": "predicted_high"})
+    conditions.to_csv(folder / "conditions.csv", index=False, float_format="%.17g")
+    summary = json.loads((folder / "summary.json").read_text())
+    for leaf in summary["params"].values():
+        leaf["hdi_low"], leaf["hdi_high"] = leaf.pop("low"), leaf.pop("high")
+    summary["split"] = summary.pop("subset")
+    (folder / "summary.json").write_text(json.dumps(summary))
+    meta = json.loads((folder / "fit.json").read_text())
+    meta["format_version"] = 1
+    meta["files"] = digests(folder, list(meta["files"]))
+    (folder / "fit.json").write_text(json.dumps(meta))
+    loaded = load_fit(folder)
+    assert {"observed_low", "observed_high"} <= set(loaded.conditions) and "predicted_low" not in loaded.conditions
+    assert loaded.summary()["params"]["alpha"]["low"] == nuts_fit.summary()["params"]["alpha"]["low"]
+    assert loaded.summary()["subset"] == nuts_fit.summary()["subset"]
 
 
 def test_a_fit_without_heldout_conditions_says_so(evidence):

@@ -1,4 +1,4 @@
-"""MAP fit (SPEC §8): the paper's objective, computed exactly, minimized from any start.
+"""MAP fit (docs/model.md#map): the paper's objective, computed exactly, minimized from any start.
 
 Synthetic evidence: the "transformer" is the mixture w·M + (1 − w)·G of the REAL urns
 strategies (d = 8, T = 32, 32 sequences) on each run's own inputs, over 9 diversities

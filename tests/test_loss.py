@@ -1,4 +1,4 @@
-"""Strategy losses (SPEC §4): per-position losses from their definitions, and L̄ as a median
+"""Strategy losses (docs/model.md#strategy-loss): per-position losses from their definitions, and L̄ as a median
 of means over the loss sequences, recomputed here independently."""
 
 import math
@@ -124,3 +124,92 @@ def test_outputs_of_the_wrong_shape_are_rejected():
     batch = task.sample(task.pool(8, seed=0), 3, seed=1)
     with pytest.raises(ValueError, match=r"outputs have shape \(3, 5, 4\), expected \(3, 6, 4\)"):
         S.per_position_loss(task, lambda b: np.full((3, 5, 4), 0.25), batch)
+
+
+# -- paired differences ΔL̄ = L̄_s − L̄_G and Monte-Carlo standard errors -------------------------
+
+def independent_mom_se(values, seed):
+    """√(π/2) · 1.4826 · MAD(block means) / √k, block means as in independent_median_of_means."""
+    n = len(values)
+    order = stream(seed, "median_of_means").permutation(n)
+    num_blocks = math.ceil(math.sqrt(n))
+    means, start = [], 0
+    for b in range(num_blocks):
+        size = n // num_blocks + (1 if b < n % num_blocks else 0)
+        means.append(sum(values[i] for i in order[start:start + size]) / size)
+        start += size
+    means = np.array(means)
+    mad = np.median(np.abs(means - np.median(means)))
+    return math.sqrt(math.pi / 2) * 1.4826 * mad / math.sqrt(num_blocks)
+
+
+@pytest.mark.parametrize("family, kw", [
+    ("urns", dict(num_dims=8, context_length=32)),
+    ("classification", dict(num_dims=4, context_length=16)),
+])
+def test_paired_difference_is_one_median_of_means_of_the_per_sequence_differences(family, kw):
+    task = bic.task(family, **kw)
+    pool = task.pool(32, seed=4)
+    strategies = S.for_task(task, pool, ("memorizing", "generalizing", "constant"))
+    paired = S.paired_losses(task, strategies, pool, num_sequences=900, seed=6)
+    sequences = task.sample(pool, 900, seed=6, purpose="loss_sequences")
+    per_sequence = {name: S.per_position_loss(task, s, sequences).reshape(900, -1).mean(axis=1)
+                    for name, s in strategies.items()}
+    for name in strategies:
+        delta = per_sequence[name] - per_sequence["generalizing"]
+        assert paired.difference[name] == pytest.approx(independent_median_of_means(delta, 6), rel=1e-9, abs=1e-12)
+        assert paired.difference_se[name] == pytest.approx(independent_mom_se(delta, 6), rel=1e-9, abs=1e-12)
+        assert paired.loss_se[name] == pytest.approx(independent_mom_se(per_sequence[name], 6), rel=1e-9)
+        # L̄ itself is unchanged: the same sequences and blocks as `loss`.
+        assert paired.loss[name] == S.loss(task, strategies[name], pool, num_sequences=900, seed=6)
+    assert paired.difference["generalizing"] == paired.difference_se["generalizing"] == 0.0
+
+
+def test_pairing_shrinks_the_standard_error_on_correlated_sequences():
+    # Two "strategies" whose per-sequence losses share most of their variation: the paired SE
+    # follows only the independent parts, the unpaired one both strategies' full spread.
+    rng = np.random.default_rng(0)
+    shared = rng.standard_normal(4000) ** 2                 # hard and easy sequences, for both
+    a = shared + 0.1 * rng.standard_normal(4000)
+    b = shared + 0.05 + 0.1 * rng.standard_normal(4000)
+    paired = S.median_of_means_se(a - b, seed=1)
+    unpaired = math.hypot(S.median_of_means_se(a, seed=1), S.median_of_means_se(b, seed=1))
+    assert paired < 0.5 * unpaired
+    # The same on a real task, where M and G find the same urns hard (long contexts).
+    task = bic.task("urns", num_dims=8, context_length=64)
+    pool = task.pool(64, seed=0)
+    real = S.paired_losses(task, S.for_task(task, pool), pool, num_sequences=1600, seed=2)
+    assert real.difference_se["memorizing"] < 0.8 * math.hypot(real.loss_se["memorizing"],
+                                                                 real.loss_se["generalizing"])
+
+
+def test_standard_error_matches_the_spread_of_the_paired_estimate_over_loss_seeds():
+    task = bic.task("urns", num_dims=4, context_length=16)
+    pool = task.pool(16, seed=0)
+    strategies = S.for_task(task, pool)
+    draws = [S.paired_losses(task, strategies, pool, num_sequences=400, seed=seed) for seed in range(40)]
+    spread = np.std([p.difference["memorizing"] for p in draws], ddof=1)
+    reported = np.mean([p.difference_se["memorizing"] for p in draws])
+    assert 0.6 < reported / spread < 1.6
+
+
+def test_unresolved_signs_are_those_within_two_standard_errors():
+    from bayesicl.evidence import loss_sign_warning, terms_table, unresolved_loss_signs
+
+    task = bic.task("urns", num_dims=8, context_length=16)
+    pools = {4: task.pool(4, seed=0), 512: task.pool(512, seed=0)}
+    terms = terms_table(task, ("memorizing", "generalizing"), pools, num_sequences=100, cache=False)
+    expected = [d for d in pools if abs(terms.loss_difference.loc[d, "memorizing"])
+                < 2 * terms.loss_difference_se.loc[d, "memorizing"]]
+    assert unresolved_loss_signs(terms)["diversity"].tolist() == expected
+    assert 4 not in expected                      # four urns are told apart at once: resolved
+    assert unresolved_loss_signs(terms, z=1e9)["diversity"].tolist() == [4, 512]
+    assert "D=4" in loss_sign_warning(terms, z=1e9)
+    assert (loss_sign_warning(terms) is None) == (expected == [])
+
+
+def test_paired_losses_refuse_an_unknown_reference():
+    task = bic.task("urns", num_dims=4, context_length=6)
+    pool = task.pool(4, seed=0)
+    with pytest.raises(ValueError, match="reference strategy 'G'"):
+        S.paired_losses(task, S.for_task(task, pool), pool, num_sequences=10, reference="G")

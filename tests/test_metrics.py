@@ -1,4 +1,4 @@
-"""Metrics of SPEC §9 against direct NumPy/SciPy computations, one (sequence, position) at a time."""
+"""Metrics of docs/model.md#metrics against direct NumPy/SciPy computations, one (sequence, position) at a time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Observed behaviour (SPEC §7): distances, relative distance, observed and convex weights,
+"""Observed behaviour (docs/model.md#observed-weights): distances, relative distance, observed and convex weights,
 interpolation distance and the cutoff rule, each checked against an independent computation."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The rational strategy model (SPEC §6): weights, posterior odds, transition steps, mixtures."""
+"""The rational strategy model (docs/model.md#rational-model): weights, posterior odds, transition steps, mixtures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The logged-run store (SPEC §12): what a loop writes is what the fit reads, a crash or a bad
+"""The logged-run store (docs/run-format.md): what a loop writes is what the fit reads, a crash or a bad
 file never passes silently, and a run opens without bayesicl."""
 
 import hashlib
@@ -22,6 +22,7 @@ FAMILIES = {
     "urns": dict(num_dims=3, context_length=5),
     "regression": dict(num_dims=2, context_length=4),
     "classification": dict(num_dims=2, context_length=4),
+    "markov": dict(num_dims=3, context_length=5),
 }
 SEQUENCES = 6
 STEPS = (20, 45, 80)
@@ -30,6 +31,7 @@ STEPS = (20, 45, 80)
 def _outputs(task, splits, rng):
     """Random outputs in the family's layout: log-softmax of normal logits, or predictions."""
     shape = {"urns": (SEQUENCES, task.context_length, task.num_dims),
+             "markov": (SEQUENCES, task.context_length, task.num_dims),
              "regression": (SEQUENCES, task.context_length),
              "classification": (SEQUENCES, getattr(task, "num_labels", 0))}[task.family]
     out = {}
@@ -376,6 +378,7 @@ def test_reopening_with_the_same_settings_resumes_the_run(tmp_path):
     rng = np.random.default_rng(0)
     first = _outputs(task, writer.splits, rng)
     writer.log(20, first, loss=[(10, 2.0), (20, 1.5)])
+    writer.close()   # the loop crashed: its lock is gone with it
     # the crashed loop restarts: same task, pool, eval sets and recipe; another device
     task, again = _writer(tmp_path / "run", config={"preset": "tiny", "device": "cuda"})
     assert again.steps == [20]
@@ -395,6 +398,7 @@ def test_reopening_with_the_same_settings_resumes_the_run(tmp_path):
 def test_reopening_with_different_settings_is_refused(tmp_path, change):
     task, writer = _writer(tmp_path / "run")
     writer.log(20, _outputs(task, writer.splits, np.random.default_rng(0)))
+    writer.close()
     before = _file_hashes(tmp_path / "run")
     with pytest.raises(BayesiclError, match="use another directory"):
         _writer(tmp_path / "run", **change)
@@ -405,6 +409,7 @@ def test_different_evaluation_inputs_are_refused_on_reopen(tmp_path):
     task, writer = _writer(tmp_path / "run")
     pool = task.pool(4, seed=0)
     other = task.eval_sets(pool, seed=5, num_sequences=SEQUENCES)
+    writer.close()
     with pytest.raises(BayesiclError, match="inputs.nc: variable 'tokens' differs"):
         RunWriter(tmp_path / "run", task, pool, other, seed=0, config={"preset": "tiny"})
 
@@ -413,7 +418,7 @@ def test_no_temporary_files_are_left_behind(tmp_path):
     _write_run(tmp_path / "run", "classification")
     names = sorted(p.name for p in (tmp_path / "run").rglob("*") if p.is_file())
     assert names == ["inputs.nc", "loss.csv", "run.json",
-                     "step-00000020.nc", "step-00000045.nc", "step-00000080.nc"]
+                     "step-00000020.nc", "step-00000045.nc", "step-00000080.nc", "writer.lock"]
 
 
 def test_a_crash_mid_write_leaves_the_run_readable(tmp_path, monkeypatch):

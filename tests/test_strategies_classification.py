@@ -1,4 +1,4 @@
-"""Classification strategies (SPEC §3.3) agree with brute-force float64 Bayes rules.
+"""Classification strategies (docs/model.md#classification-strategies) agree with brute-force float64 Bayes rules.
 
 The references loop over sequences and over pool members / context items, compute each
 Gaussian log-density from its definition, normalize, sum the label indicators and clamp.

@@ -1,4 +1,4 @@
-"""Regression strategies (SPEC §3.2) agree with brute-force float64 Bayes rules.
+"""Regression strategies (docs/model.md#regression-strategies) agree with brute-force float64 Bayes rules.
 
 Tolerance 1e-5·(1 + |ŷ|): the strategies compute in float64. The ridge reference uses the
 Gaussian posterior-mean formula Σ Xᵀy/σ², Σ = (I + XᵀX/σ²)⁻¹, re-solved at every position.

@@ -1,4 +1,4 @@
-"""Urns strategies (SPEC §3.1) agree with a brute-force float64 Bayes rule.
+"""Urns strategies (docs/model.md#urns-strategies) agree with a brute-force float64 Bayes rule.
 
 The references below recompute each posterior from scratch at every position with Python
 loops over sequences and positions and NumPy over the pool, sharing no code with the package.

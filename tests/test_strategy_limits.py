@@ -40,7 +40,7 @@ def test_memorizing_wins_on_a_small_pool_and_generalizing_wins_out_of_distributi
 
 
 def test_classification_memorizing_loses_at_large_diversity():
-    # SPEC §3.3: M ignores the context, so at D = 4096 copying from context is better on the
+    # docs/model.md#classification-strategies: M ignores the context, so at D = 4096 copying from context is better on the
     # training distribution itself (L̄_G − L̄_M ≈ −0.05; measured −0.055 on 5 000 sequences).
     task = bic.task("classification", **FAMILIES["classification"])
     pool = task.pool(4096, seed=0)

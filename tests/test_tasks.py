@@ -1,4 +1,4 @@
-"""Task families: seeds, nesting, layouts and the sampling laws of SPEC §2."""
+"""Task families: seeds, nesting, layouts and the sampling laws of docs/model.md#task-families."""
 
 import numpy as np
 import pytest

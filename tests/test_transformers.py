@@ -110,7 +110,7 @@ def test_classification_tokens_carry_onehot_labels_and_mark_the_query():
     np.testing.assert_allclose(np.exp(out).sum(-1), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["urns", "regression", "classification"])
+@pytest.mark.parametrize("name", ["urns", "regression", "classification", "markov"])
 def test_loss_is_the_family_loss_of_the_outputs(name):
     task = bic.task(name, num_dims=4, context_length=6)
     batch = task.sample(task.pool(4, seed=0), 5, seed=2)
@@ -119,7 +119,8 @@ def test_loss_is_the_family_loss_of_the_outputs(name):
     with torch.no_grad():
         loss = float(model.loss(inputs, targets))
         out = model(inputs).double().numpy()
-    if name == "urns":
+    if name in ("urns", "markov"):         # next-token cross-entropy over the T rows
+        assert out.shape == (5, 6, 4)
         expected = -np.mean(np.take_along_axis(out, batch["tokens"][:, 1:, None].astype(int), -1))
     elif name == "regression":
         expected = np.mean((out - batch["y"]) ** 2)
@@ -235,7 +236,7 @@ def test_a_store_written_by_a_plain_torch_loop_opens(tmp_path):
     assert run.loss["step"].tolist() == list(range(1, 31))
 
 
-@pytest.mark.parametrize("family", ["urns", "regression", "classification"])
+@pytest.mark.parametrize("family", ["urns", "regression", "classification", "markov"])
 def test_stacked_models_compute_what_each_member_computes_alone(family):
     task = bic.task(family, num_dims=4, context_length=6)
     models = [tiny_model(task, seed) for seed in range(3)]

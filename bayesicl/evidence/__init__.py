@@ -1,9 +1,10 @@
 """Evidence: the transformer's observed behaviour and the strategies' terms, per condition.
 
-The stage between logged runs and the fit (SPEC §7): `build_evidence` reads runs, runs the
+The stage between logged runs and the fit (docs/model.md#observed-weights): `build_evidence` reads runs, runs the
 strategies on the runs' evaluation inputs, computes L̄_s(D) and K_s(D) and the distances of
 the transformer to every strategy; `evidence_from_arrays` does the same from arrays. Results
-are cached outside the runs' folder (see `bayesicl.evidence.cache`).
+are cached outside the runs' folder (see `bayesicl.evidence.cache`). `unresolved_loss_signs`
+and `loss_sign_warning` say where the paired ΔL̄ = L̄_M − L̄_G is within 2 standard errors of 0.
 
 >>> from bayesicl.evidence import Evidence, evidence_from_arrays, build_evidence
 """
@@ -12,5 +13,9 @@ from __future__ import annotations
 
 from .build import build_evidence
 from .table import Evidence, evidence_from_arrays, observe_conditions
+from .terms import (COMPLEXITY_CONVENTIONS, StrategyTerms, loss_sign_warning, terms_table,
+                    unresolved_loss_signs)
 
-__all__ = ["Evidence", "build_evidence", "evidence_from_arrays", "observe_conditions"]
+__all__ = ["Evidence", "build_evidence", "evidence_from_arrays", "observe_conditions",
+           "COMPLEXITY_CONVENTIONS", "StrategyTerms", "terms_table", "unresolved_loss_signs",
+           "loss_sign_warning"]

@@ -7,6 +7,7 @@ Strategy probabilities become log-probabilities floored at 1e-30 (`observe.log_p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,20 +19,25 @@ from .. import observe
 from ..errors import BayesiclError
 from . import cache as store
 from .table import Evidence, check_cutoff, evidence_from_arrays
-from .terms import make_strategy, strategy_terms
+from .terms import make_strategy, paper_compatible, terms_table
 
 
-def build_evidence(runs_dir_or_list, strategies: Sequence[str] = ("memorizing", "generalizing"),
+def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
                    cutoff: str | int = "paper", loss_sequences: int | None = None,
-                   cache: bool = True, progress: bool = False) -> Evidence:
-    """The evidence of a set of logged runs of one setting (SPEC §7).
+                   cache: bool = True, progress: bool = False,
+                   complexity_convention: str = "bayesicl") -> Evidence:
+    """The evidence of a set of logged runs of one setting (docs/model.md#observed-weights).
 
     `runs_dir_or_list` is a directory holding runs (searched recursively) or a list of
-    `bayesicl.runs.Run`. The strategies run on each run's evaluation inputs; L̄_s(D) uses
-    `loss_sequences` sequences (None: SPEC §4's default). With `cache`, the result is stored
+    `bayesicl.runs.Run`. The strategies (None: the family's default, M and G, or M2, G2, M1,
+    G1 for markov) run on each run's evaluation inputs; L̄_s(D) uses
+    `loss_sequences` sequences (None: the default of docs/model.md#strategy-loss). With `cache`, the result is stored
     in the user cache (never in the runs' folder) under the runs' content hashes, the
     strategies, the cutoff and the package version; a changed run is recomputed. `progress`
-    shows a progress bar over the runs (tqdm, on stderr).
+    shows a progress bar over the runs (tqdm, on stderr). `complexity_convention` chooses
+    K: "bayesicl" (docs/model.md#complexity) or "paper" (the paper's compressors, dtypes and
+    K_code, `bayesicl.strategies.complexity`); α, β, γ are comparable only under one.
+    The evidence also carries the paired ΔL̄ = L̄_s − L̄_G with its standard error.
 
     >>> import tempfile, numpy as np, bayesicl as bic
     >>> from bayesicl.runs import RunWriter
@@ -62,19 +68,30 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] = ("memorizing", 
         raise BayesiclError(f"{where}: no runs to build evidence from")
     runs = sorted(runs, key=lambda r: (r.diversity, _seed(r.seed), str(r.path)))
     _check_runs(runs, where)
-    strategies = tuple(strategies)
-    runs_hash = store.key("runs", sorted(r.content_hash for r in runs))
+    from ..strategies import default_strategies
     from ..strategies.base import code_fingerprint
 
+    strategies = tuple(strategies) if strategies else default_strategies(runs[0].task)
+    runs_hash = store.key("runs", sorted(r.content_hash for r in runs))
+
+    paper_compatible(complexity_convention)                  # refuses an unknown convention
+    # One entry for every K convention: K is cheap, the strategies' outputs are not, so a
+    # stored entry of the other convention only gets its terms recomputed (L̄ from its cache).
     entry = store.key("evidence", runs_hash, strategies, cutoff, loss_sequences,
                       code_fingerprint(runs[0].task.family, strategies))
+    task = runs[0].task
+    zipf = runs[0].meta.get("zipf")
+    pools = {(r.diversity, r.seed if isinstance(r.seed, int) else tuple(r.seed)): r.pool for r in runs}
     if cache:
         found = store.load_evidence(entry)
         if found is not None:
-            return found
-
-    task = runs[0].task
-    zipf = runs[0].meta.get("zipf")
+            if found.complexity_convention == complexity_convention and found.loss_difference is not None:
+                return found
+            terms = terms_table(task, strategies, pools, num_sequences=loss_sequences, zipf=zipf,
+                                complexity_convention=complexity_convention)
+            return dataclasses.replace(found, complexity=terms.complexity, loss_difference=terms.loss_difference,
+                                       loss_difference_se=terms.loss_difference_se,
+                                       complexity_convention=complexity_convention)
     kind = "predictions" if task.family == "regression" else "log_probs"
     splits = [str(s) for s in runs[0].outputs.coords["split"].values]
     transformer, strategy_outputs, targets, diversity, step, seed, run_index = [], [], [], [], [], [], []
@@ -90,14 +107,15 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] = ("memorizing", 
         seed += [_seed(run.seed)[0]] * len(steps)
         step += steps.tolist()
         run_index += [index] * len(steps)
-    pools = {(r.diversity, r.seed if isinstance(r.seed, int) else tuple(r.seed)): r.pool for r in runs}
-    loss, complexity = strategy_terms(task, strategies, pools, num_sequences=loss_sequences,
-                                      zipf=zipf, cache=cache, progress=progress)
+    terms = terms_table(task, strategies, pools, num_sequences=loss_sequences, zipf=zipf, cache=cache,
+                        progress=progress, complexity_convention=complexity_convention)
     evidence = evidence_from_arrays(
         task, strategies, np.concatenate(transformer), np.stack(strategy_outputs),
-        diversity=diversity, step=step, seed=seed, run=run_index, loss=loss,
-        complexity=complexity, cutoff=cutoff, settings=runs[0].settings,
-        target=np.stack(targets) if targets else None, splits=splits, runs_hash=runs_hash)
+        diversity=diversity, step=step, seed=seed, run=run_index, loss=terms.loss,
+        complexity=terms.complexity, cutoff=cutoff, settings=runs[0].settings,
+        target=np.stack(targets) if targets else None, splits=splits, runs_hash=runs_hash,
+        loss_difference=terms.loss_difference, loss_difference_se=terms.loss_difference_se,
+        complexity_convention=complexity_convention)
     if cache:
         store.store_evidence(entry, evidence)
     return evidence

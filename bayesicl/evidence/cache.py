@@ -8,8 +8,12 @@ pool's bytes, the strategy, the loss sample size and seed. A run that gains a ch
 changes its content hash, so its evidence is recomputed; its L̄ and K are reused.
 
 Evidence entries are directories written atomically (a temporary directory renamed into
-place): arrays.nc (netCDF), conditions.csv, loss.csv, complexity.csv and evidence.json.
+place): arrays.nc (netCDF), conditions.csv, loss.csv, complexity.csv, loss_difference.csv and
+loss_difference_se.csv (the paired ΔL̄ and its standard error) and evidence.json.
 Terms are small JSON files. No pickle anywhere. A corrupt entry is treated as a miss.
+
+The cache only saves time: a cache that cannot be written (a full disk, a read-only
+folder) gives one `CacheWarning` per cache folder and the work goes on uncached.
 
 >>> import os, tempfile
 >>> from unittest import mock
@@ -22,10 +26,12 @@ Terms are small JSON files. No pickle anywhere. A corrupt entry is treated as a 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +39,27 @@ import pandas as pd
 import xarray as xr
 
 from .._version import __version__
-from ..atomic import write_json
+from ..atomic import make_shareable, read_regular, write_bytes, write_json
+from ..errors import BayesiclWarning
 from ..tasks import from_settings
 
 ENV_VAR = "BAYESICL_CACHE_DIR"
+
+
+class CacheWarning(BayesiclWarning):
+    """The evidence cache could not be written; results are recomputed next time."""
+
+
+_WARNED: set[str] = set()
+
+
+def _cannot_store(where: Path, error: OSError) -> None:
+    root = str(cache_dir())
+    if root not in _WARNED:     # once per cache folder: the same cause would repeat for every entry
+        _WARNED.add(root)
+        warnings.warn(f"{where}: cannot write the evidence cache ({error.strerror or error}); continuing "
+                      f"without caching (set {ENV_VAR} to a writable folder to keep results)",
+                      CacheWarning, stacklevel=3)
 
 
 def cache_dir() -> Path:
@@ -63,14 +86,18 @@ def load_json(kind: str, entry: str) -> Any | None:
     """The JSON value stored under (kind, entry), or None when absent or unreadable."""
     path = cache_dir() / kind / f"{entry}.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(read_regular(path, 1 << 26))
+    except (OSError, ValueError):   # a BayesiclError (not a regular file) is a ValueError
         return None
 
 
 def store_json(kind: str, entry: str, value: Any) -> None:
-    """Atomically store a JSON value under (kind, entry)."""
-    write_json(cache_dir() / kind / f"{entry}.json", value)
+    """Atomically store a JSON value under (kind, entry); a failed write only warns."""
+    path = cache_dir() / kind / f"{entry}.json"
+    try:
+        write_json(path, value)
+    except OSError as error:
+        _cannot_store(path, error)
 
 
 def load_evidence(entry: str):
@@ -79,38 +106,61 @@ def load_evidence(entry: str):
 
     folder = cache_dir() / "evidence" / entry
     try:
-        meta = json.loads((folder / "evidence.json").read_text())
-        with xr.open_dataset(folder / "arrays.nc", engine="h5netcdf") as stored:
+        meta = json.loads(read_regular(folder / "evidence.json", 1 << 26))
+        with xr.open_dataset(io.BytesIO(read_regular(folder / "arrays.nc")), engine="h5netcdf") as stored:
             arrays = stored.load()
         arrays["scored"] = arrays["scored"].astype(bool)
         conditions = pd.read_csv(folder / "conditions.csv")
         loss = pd.read_csv(folder / "loss.csv", index_col="diversity")
         complexity = pd.read_csv(folder / "complexity.csv", index_col="diversity")
-        for frame in (loss, complexity):
-            frame.columns.name = "strategy"
+        paired = [pd.read_csv(folder / f"{name}.csv", index_col="diversity")
+                  if (folder / f"{name}.csv").exists() else None
+                  for name in ("loss_difference", "loss_difference_se")]
+        for frame in (loss, complexity, *paired):
+            if frame is not None:
+                frame.columns.name = "strategy"
         return Evidence(task=from_settings(meta["task"]), settings=meta["settings"],
                         strategies=tuple(meta["strategies"]), output_kind=meta["output_kind"],
                         conditions=conditions, loss=loss, complexity=complexity, arrays=arrays,
-                        cutoff_step=int(meta["cutoff_step"]), runs_hash=meta["runs_hash"])
+                        cutoff_step=int(meta["cutoff_step"]), runs_hash=meta["runs_hash"],
+                        loss_difference=paired[0], loss_difference_se=paired[1],
+                        complexity_convention=meta.get("complexity_convention", "bayesicl"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def store_evidence(entry: str, evidence) -> Path:
-    """Write `evidence` under `entry`: built in a temporary directory, then renamed."""
+def store_evidence(entry: str, evidence) -> Path | None:
+    """Write `evidence` under `entry` (built in a temporary directory, then renamed); its
+    path, or None when the cache cannot be written (one `CacheWarning`, nothing left)."""
+    try:
+        return _store_evidence(entry, evidence)
+    except OSError as error:
+        _cannot_store(cache_dir() / "evidence", error)
+        return None
+
+
+def _store_evidence(entry: str, evidence) -> Path:
     root = cache_dir() / "evidence"
     root.mkdir(parents=True, exist_ok=True)
     final = root / entry
+    # Serialized in memory first: HDF5 writing straight into a file on a full disk can crash
+    # the process; a plain write of bytes fails with an OSError instead.
+    arrays = bytes(evidence.arrays.to_netcdf(engine="h5netcdf"))
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry}.", dir=root))
     try:
-        evidence.arrays.to_netcdf(tmp / "arrays.nc", engine="h5netcdf")
+        make_shareable(tmp, directory=True)
+        write_bytes(tmp / "arrays.nc", arrays)
         evidence.conditions.to_csv(tmp / "conditions.csv", index=False)
         evidence.loss.to_csv(tmp / "loss.csv")
         evidence.complexity.to_csv(tmp / "complexity.csv")
+        if evidence.loss_difference is not None:
+            evidence.loss_difference.to_csv(tmp / "loss_difference.csv")
+            evidence.loss_difference_se.to_csv(tmp / "loss_difference_se.csv")
         write_json(tmp / "evidence.json", {
             "version": __version__, "task": evidence.task.settings, "settings": evidence.settings,
             "strategies": list(evidence.strategies), "output_kind": evidence.output_kind,
-            "cutoff_step": evidence.cutoff_step, "runs_hash": evidence.runs_hash})
+            "cutoff_step": evidence.cutoff_step, "runs_hash": evidence.runs_hash,
+            "complexity_convention": evidence.complexity_convention})
         if final.exists():
             shutil.rmtree(final)
         try:

@@ -1,7 +1,7 @@
 """The evidence table: everything the fit needs, per condition (run × checkpoint).
 
-`Evidence` is the boundary between observing the transformer (SPEC §7) and fitting the
-rational model (SPEC §8). `evidence_from_arrays` builds one from NumPy arrays: the
+`Evidence` is the boundary between observing the transformer (docs/model.md#observed-weights) and fitting the
+rational model (docs/model.md#map, docs/model.md#nuts). `evidence_from_arrays` builds one from NumPy arrays: the
 transformer's outputs per condition and every strategy's outputs per run on the same inputs,
 plus L̄_s(D) and K_s(D). It computes the distances, relative distances, observed weights,
 interpolation distances, convex weights (> 2 strategies) and the modeled checkpoints.
@@ -24,10 +24,11 @@ from .. import observe
 from ..errors import BayesiclError
 from ..tasks import Task
 from ..tasks import task as make_task
+from .terms import paper_compatible, reference_strategy
 
 #: Splits whose distances enter the table (and, ID only, the fit).
 DISTANCE_SPLITS = ("id", "ood")
-#: SPEC §7: q of the paper's cutoff rule (0.1 for regression).
+#: docs/model.md#cutoff: q of the paper's cutoff rule (0.1 for regression).
 CUTOFF_Q = {"regression": 0.1}
 DEFAULT_CUTOFF_Q = 0.2
 #: Floats per chunk of conditions when computing distances (bounds memory, ~100 MB float64).
@@ -48,6 +49,13 @@ class Evidence:
     split, sequence, position, output). (The strategy axis is named "strategy_kind" because
     xarray forbids a variable named like one of its dimensions.) Condition-level coordinates
     diversity and step, run-level run_diversity and run_seed make ``.sel`` read naturally.
+
+    ``loss_difference`` (same layout as ``loss``) is ΔL̄_s(D) = L̄_s − L̄_G paired on common
+    loss sequences and ``loss_difference_se`` its Monte-Carlo standard error
+    (`bayesicl.evidence.terms.terms_table`; None when L̄ was given by hand). The fit uses
+    ``loss``; the paired difference says where the sign of L̄_M − L̄_G, hence the direction
+    of the transition, is resolved (`bayesicl.evidence.unresolved_loss_signs`).
+    ``complexity_convention`` names the K convention ("bayesicl" or "paper").
     """
 
     task: Task
@@ -60,6 +68,14 @@ class Evidence:
     arrays: xr.Dataset
     cutoff_step: int
     runs_hash: str | None = None
+    loss_difference: pd.DataFrame | None = None
+    loss_difference_se: pd.DataFrame | None = None
+    complexity_convention: str = "bayesicl"
+
+    @property
+    def reference(self) -> str | None:
+        """The strategy ``loss_difference`` is taken to ("generalizing", else the second)."""
+        return reference_strategy(self.strategies) if self.loss_difference is not None else None
 
     @property
     def num_conditions(self) -> int:
@@ -76,7 +92,8 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
                          cutoff: str | int = "paper", settings: dict | None = None, target=None,
                          *, run=None, splits: Sequence[str] | None = None, scored=None,
                          runs_hash: str | None = None, loss_sequences: int | None = None,
-                         cache: bool = True) -> Evidence:
+                         cache: bool = True, loss_difference=None, loss_difference_se=None,
+                         complexity_convention: str = "bayesicl") -> Evidence:
     """Build an `Evidence` from arrays (synthetic data, or the arrays `build_evidence` reads).
 
     transformer (C, split, B, P, O) holds log-probs or predictions per condition;
@@ -87,8 +104,11 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
     (the query); regression's O = 1. ``splits`` names the split axis (default: the task's
     splits, "id" and "ood" first). ``loss``/``complexity`` are DataFrames (index diversity,
     one column per strategy) or {strategy: {diversity: value}}; when None they are computed
-    from ``pools`` ({diversity: pool} or {(diversity, seed): pool}, averaged over seeds).
-    ``cutoff``: "paper" (SPEC §7), "all" (every step is modeled) or a step.
+    from ``pools`` ({diversity: pool} or {(diversity, seed): pool}, averaged over seeds),
+    together with the paired ΔL̄ and its standard error; ``loss_difference`` and
+    ``loss_difference_se`` (same layout as ``loss``) may also be given. K from pools
+    follows ``complexity_convention`` ("bayesicl" or "paper"; given K is labelled with it).
+    ``cutoff``: "paper" (docs/model.md#cutoff), "all" (every step is modeled) or a step.
 
     >>> import bayesicl as bic, numpy as np
     >>> task = bic.task("regression", num_dims=2, context_length=3)
@@ -124,6 +144,7 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
     if np.any(np.isnan(strategy_outputs)):
         raise BayesiclError("strategy outputs contain NaN")
     check_cutoff(cutoff)
+    paper_compatible(complexity_convention)                  # refuses an unknown convention
     splits = _split_names(task, splits, transformer.shape[1])
     scored = _scored_mask(task, scored, transformer.shape[3])
 
@@ -141,14 +162,21 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
         if pools is None:
             raise BayesiclError("give loss and complexity (index diversity, one column per "
                                 "strategy) or the pools to compute them from")
-        from .terms import strategy_terms
+        from .terms import terms_table
 
-        computed_loss, computed_complexity = strategy_terms(
-            task, strategies, pools, num_sequences=loss_sequences, cache=cache)
-        loss = computed_loss if loss is None else loss
-        complexity = computed_complexity if complexity is None else complexity
+        computed = terms_table(task, strategies, pools, num_sequences=loss_sequences, cache=cache,
+                               complexity_convention=complexity_convention)
+        if loss is None and loss_difference is None:
+            loss_difference, loss_difference_se = computed.loss_difference, computed.loss_difference_se
+        loss = computed.loss if loss is None else loss
+        complexity = computed.complexity if complexity is None else complexity
     loss = _per_diversity(loss, "loss", strategies, diversities)
     complexity = _per_diversity(complexity, "complexity", strategies, diversities)
+    if (loss_difference is None) != (loss_difference_se is None):
+        raise BayesiclError("give loss_difference together with its standard error loss_difference_se")
+    if loss_difference is not None:
+        loss_difference = _per_diversity(loss_difference, "loss_difference", strategies, diversities)
+        loss_difference_se = _per_diversity(loss_difference_se, "loss_difference_se", strategies, diversities)
 
     if cutoff == "paper":
         first_modeled = observe.cutoff_step(table, CUTOFF_Q.get(task.family, DEFAULT_CUTOFF_Q))
@@ -162,7 +190,8 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
     return Evidence(task=task, settings=dict(task.settings if settings is None else settings),
                     strategies=strategies, output_kind=output_kind, conditions=table,
                     loss=loss, complexity=complexity, arrays=arrays,
-                    cutoff_step=first_modeled, runs_hash=runs_hash)
+                    cutoff_step=first_modeled, runs_hash=runs_hash, loss_difference=loss_difference,
+                    loss_difference_se=loss_difference_se, complexity_convention=complexity_convention)
 
 
 def check_cutoff(cutoff) -> None:
@@ -258,7 +287,7 @@ def _scored_mask(task: Task, scored, num_positions: int) -> np.ndarray:
     if scored is None:
         scored = np.ones(num_positions, dtype=bool)
         if task.family == "markov":
-            scored[0] = False   # SPEC §2.4: row 0 has no previous state and is not scored
+            scored[0] = False   # docs/model.md#markov-chains: row 0 has no previous state and is not scored
     scored = np.asarray(scored, dtype=bool)
     if scored.shape != (num_positions,) or not scored.any():
         raise BayesiclError(f"scored mask must be a ({num_positions},) bool array selecting a position")

@@ -1,9 +1,10 @@
-"""Fitting the rational strategy model (SPEC §8): MAP (the paper's objective) and NUTS.
+"""Fitting the rational strategy model (docs/model.md#map, docs/model.md#nuts): MAP (the paper's objective) and NUTS.
 
 The data flow: `bayesicl.evidence.Evidence` → `split` (which conditions the fit sees) →
 `data` (arrays per condition; the paper's objective tabulated once, `objective`; the
-relative-distance curves of the likelihood, `observation`) → `model` (ONE NumPyro model,
-run two ways: `map` and `nuts`) → `predict` → `result` (FitResult, save/load) and `guards`.
+relative-distance curves of the likelihood, `observation`) → `model` (the paper's objective
+and the Bayesian model, two NumPyro models sharing one forward pass; `map`, `nuts`, and the
+OOD stage `cut`) → `predict` → `result` (FitResult, save/load) and `guards`.
 `compare_variants` ranks the ablations; `command` is the `bayesicl fit` verb.
 
 >>> from bayesicl.fit import fit, load_fit, FitResult, compare_variants
@@ -21,7 +22,7 @@ __all__ = ["FitResult", "compare_variants", "fit", "load_fit"]
 
 
 class _CallableModule(sys.modules[__name__].__class__):
-    """Makes `bayesicl.fit(runs, method=...)` work as SPEC §14 says, while `bayesicl.fit`
+    """Makes `bayesicl.fit(runs, method=...)` work as the README's Python API says, while `bayesicl.fit`
     stays the subpackage that holds the pieces of the fit."""
 
     def __call__(self, *args, **kwargs) -> FitResult:

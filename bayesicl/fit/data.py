@@ -40,6 +40,7 @@ class FitData:
     observed: np.ndarray
     curves: RelativeDistanceCurves
     objective: PaperObjective
+    checkpoint: np.ndarray
 
     @property
     def fit_rows(self) -> np.ndarray:
@@ -52,9 +53,33 @@ class FitData:
             else np.isfinite(self.observed).all(axis=1)
         return np.flatnonzero(self.in_fit & finite)
 
-    def model_data(self, rows, observed: bool = True) -> ModelData:
-        """`ModelData` for the conditions `rows` (with their observations, or None)."""
+    @property
+    def reference_step(self) -> float:
+        """N_ref: the geometric mean of the steps of the fit conditions (where the sampler
+        parameterizes γ, see `bayesicl.fit.model`)."""
+        steps = self.step[self.fit_rows]
+        return float(np.exp(np.mean(np.log(np.maximum(steps, 1.0))))) if steps.size else 1.0
+
+    @property
+    def fitted_runs(self) -> np.ndarray:
+        """The runs (evidence run indices, sorted) with a condition in the likelihood."""
+        return np.unique(self.run[self.likelihood_rows])
+
+    def model_data(self, rows, observed: bool = True, split: int = 0) -> ModelData:
+        """`ModelData` for the conditions `rows` (with their observations, or None), the ρ
+        tables of split `split` (0 = id, 1 = ood), and the run structure of `rows`: their
+        runs numbered 0 … R − 1 in evidence order, each run's rows in checkpoint order."""
         rows = np.asarray(rows, dtype=np.int64)
+        runs, effect_run = np.unique(self.run[rows], return_inverse=True)
+        members = [np.flatnonzero(effect_run == k) for k in range(runs.size)]
+        members = [m[np.argsort(self.checkpoint[rows][m], kind="stable")] for m in members]
+        width = max((m.size for m in members), default=1)
+        run_rows = np.zeros((max(runs.size, 1), width), dtype=np.int64)
+        run_mask = np.zeros(run_rows.shape, dtype=bool)
+        position = np.zeros(run_rows.shape)
+        for k, m in enumerate(members):
+            run_rows[k, :m.size], run_mask[k, :m.size] = m, True
+            position[k, :m.size] = self.checkpoint[rows][m]
         return ModelData(
             loss=jnp.asarray(self.condition_loss[rows]),
             complexity=jnp.asarray(self.condition_complexity[rows]),
@@ -62,8 +87,20 @@ class FitData:
             run=jnp.asarray(self.run[rows]),
             observed=jnp.asarray(self.observed[rows]) if observed else None,
             curve_nodes=jnp.asarray(self.curves.nodes),
-            curve_values=jnp.asarray(self.curves.values[:, 0]),
-            curve_slopes=jnp.asarray(self.curves.slopes[:, 0]))
+            curve_values=jnp.asarray(self.curves.values[:, split]),
+            curve_slopes=jnp.asarray(self.curves.slopes[:, split]),
+            effect_run=jnp.asarray(effect_run.reshape(-1)), run_rows=jnp.asarray(run_rows),
+            run_mask=jnp.asarray(run_mask), run_position=jnp.asarray(position),
+            reference_step=jnp.asarray(self.reference_step))
+
+    def observations(self, split: int) -> np.ndarray:
+        """The observation of every condition on split `split` (0 = id, 1 = ood): unclipped r,
+        or the convex weights (C, S) with more than two strategies."""
+        name = ("id", "ood")[split]
+        table = self.evidence.conditions
+        if len(self.evidence.strategies) > 2:
+            return table[[f"observed_{k}_{name}" for k in self.evidence.strategies]].to_numpy(dtype=np.float64)
+        return table[f"r_{name}"].to_numpy(dtype=np.float64)
 
 
 def fit_data(evidence, in_fit: np.ndarray, variant: str | None = None,
@@ -88,7 +125,21 @@ def fit_data(evidence, in_fit: np.ndarray, variant: str | None = None,
         condition_complexity=complexity.loc[diversity].to_numpy(dtype=np.float64),
         step=table["step"].to_numpy(dtype=np.float64), run=table["run"].to_numpy(),
         observed=observed, curves=relative_distance_curves(evidence),
-        objective=paper_objective(evidence, np.flatnonzero(in_fit)))
+        objective=paper_objective(evidence, np.flatnonzero(in_fit)),
+        checkpoint=checkpoint_order(table["run"].to_numpy(), table["step"].to_numpy()))
+
+
+def checkpoint_order(run: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Each condition's position among its run's checkpoints (0 = first), by step.
+
+    >>> checkpoint_order(np.array([0, 0, 1, 0]), np.array([30, 10, 5, 20])).tolist()
+    [2, 0, 0, 1]
+    """
+    out = np.empty(run.size, dtype=np.int64)
+    for r in np.unique(run):
+        rows = np.flatnonzero(run == r)
+        out[rows[np.argsort(step[rows], kind="stable")]] = np.arange(rows.size)
+    return out
 
 
 def terms_for_fit(complexity: pd.DataFrame, override: Mapping | None, variant: str) -> pd.DataFrame:

@@ -11,7 +11,12 @@ keeps them under "guards"):
 - N*(D) is 0, ∞ or undefined for a diversity (no transition within training);
 - NUTS did not mix: r̂ > 1.01, divergent transitions, or bulk ESS < 400;
 - MAP sits on the search box, its Newton polish did not converge, or its starts disagree;
-- the split holds out nothing (held-out metrics are undefined).
+- the split holds out nothing (held-out metrics are undefined);
+- the fit is not identified (`identification_guard`): fewer than `MIN_LEVELS` modeled steps
+  or diversities enter the fit, the MAP sits on its search box, or a parameter's posterior
+  sd (in the sampler's coordinates logit α, log β, log γ̃) is above `MAX_SD_RATIO` of its
+  prior sd — the data then hardly moved it, and numbers computed from the fit (its
+  correlations, N*) restate the prior rather than the runs.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ MAX_R_HAT = 1.01
 MIN_ESS = 400
 #: Starts whose surrogate optimum is within this relative distance of the best agree.
 START_AGREEMENT = 1e-4
+#: Fewest distinct modeled steps and diversities in the fit for identified (α, β, γ).
+MIN_LEVELS = 3
+#: Posterior sd / prior sd above which a parameter counts as not identified.
+MAX_SD_RATIO = 0.8
 
 
 def interpolation_guard(conditions: pd.DataFrame) -> list[str]:
@@ -110,3 +119,32 @@ def split_guard(in_fit: np.ndarray, modeled: np.ndarray) -> list[str]:
     if (modeled & ~in_fit).any():
         return []
     return ["no held-out conditions (holdout = 0 or too few diversities/steps): held-out metrics are undefined"]
+
+
+def identification_guard(conditions: pd.DataFrame, in_fit: np.ndarray, map_result=None,
+                         sd_ratios: dict[str, float] | None = None) -> tuple[bool, list[str]]:
+    """(identified, messages): whether the fit can pin (α, β, γ) down at all.
+
+    `sd_ratios` maps a parameter to its posterior sd / prior sd (NUTS), see
+    `bayesicl.fit.model`; `map_result` adds the MAP's box check.
+
+    >>> table = pd.DataFrame({"diversity": [4, 8], "step": [10, 10]})
+    >>> identification_guard(table, np.array([True, True]))[0]
+    False
+    """
+    in_fit = np.asarray(in_fit, dtype=bool)
+    messages = []
+    steps = np.unique(conditions.loc[in_fit, "step"])
+    diversities = np.unique(conditions.loc[in_fit, "diversity"])
+    if steps.size < MIN_LEVELS or diversities.size < MIN_LEVELS:
+        messages.append(f"NOT IDENTIFIED: the fit sees {steps.size} modeled step(s) and {diversities.size} "
+                        f"diversit{'y' if diversities.size == 1 else 'ies'} ({int(in_fit.sum())} conditions); "
+                        f"(alpha, beta, gamma) need at least {MIN_LEVELS} of each (more runs, or checkpoints "
+                        "after the cutoff)")
+    if map_result is not None and map_result.at_bound:
+        messages.append(f"NOT IDENTIFIED: the MAP is on the edge of its search box for {map_result.at_bound}")
+    for name, ratio in (sd_ratios or {}).items():
+        if np.isfinite(ratio) and ratio > MAX_SD_RATIO:
+            messages.append(f"NOT IDENTIFIED: the posterior of {name} is nearly its prior (posterior sd = "
+                            f"{ratio:.2f} x prior sd > {MAX_SD_RATIO}); the data do not determine it")
+    return not messages, messages

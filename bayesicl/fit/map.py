@@ -1,8 +1,8 @@
-"""MAP fit: minimize the paper's objective (SPEC §8) over (logit α, log β, log γ).
+"""MAP fit: minimize the paper's objective (docs/model.md#map) over (logit α, log β, log γ).
 
 The objective is the negative log density (NumPyro's potential energy) of
-`rational_model(..., mode="map")` — flat priors on the unconstrained parameters plus the
-factor −J(W) — so MAP and NUTS run the same model. Steps:
+`bayesicl.fit.model.paper_objective_model` — flat priors on the unconstrained parameters plus
+the factor −J(W) — whose forward pass is the one the NUTS model uses. Steps:
 
 1. multi-start from the paper's starting point of the family and seeded random starts
    (`stream(seed, "fit")`): each start is first moved to the best point of a coarse
@@ -37,7 +37,7 @@ from .. import rational
 from ..errors import BayesiclError
 from ..seeds import stream
 from .data import FitData
-from .model import PAPER_START, UNCONSTRAINED, rational_model
+from .model import PAPER_START, UNCONSTRAINED, paper_objective_model
 from .objective import surrogate_value, taylor_value
 
 #: Random starts besides the paper's starting point.
@@ -168,9 +168,8 @@ def _potential(sites: tuple[str, ...], variant: str, mode: str):
     reuse the compiled code)."""
     def energy(u, model_data, tables):
         params = {site: u[i] for i, site in enumerate(sites)}
-        kwargs = {"mode": "map", "variant": variant,
-                  "objective": functools.partial(surrogate_value, mode, tables)}
-        return potential_energy(rational_model, (model_data,), kwargs, params)
+        kwargs = {"variant": variant, "objective": functools.partial(surrogate_value, mode, tables)}
+        return potential_energy(paper_objective_model, (model_data,), kwargs, params)
 
     return jax.jit(jax.value_and_grad(energy))
 
@@ -180,9 +179,8 @@ def _energies(sites: tuple[str, ...], variant: str, mode: str):
     """The map-mode potential energy at a batch of points (P, len(sites)) (jitted, vmapped)."""
     def energy(u, model_data, tables):
         params = {site: u[i] for i, site in enumerate(sites)}
-        kwargs = {"mode": "map", "variant": variant,
-                  "objective": functools.partial(surrogate_value, mode, tables)}
-        return potential_energy(rational_model, (model_data,), kwargs, params)
+        kwargs = {"variant": variant, "objective": functools.partial(surrogate_value, mode, tables)}
+        return potential_energy(paper_objective_model, (model_data,), kwargs, params)
 
     return jax.jit(jax.vmap(energy, in_axes=(0, None, None)))
 
@@ -192,8 +190,8 @@ def _weights_function(sites: tuple[str, ...], variant: str):
     """u → the model's weights W (C, S) for the fit conditions (the model's own forward pass)."""
     def weights(u, model_data):
         params = {site: u[i] for i, site in enumerate(sites)}
-        model = handlers.substitute(handlers.seed(rational_model, 0), data=params)
-        return model(model_data, mode="map", variant=variant, objective=lambda w: 0.0)
+        model = handlers.substitute(handlers.seed(paper_objective_model, 0), data=params)
+        return model(model_data, objective=lambda w: 0.0, variant=variant)
 
     return jax.jit(weights)
 
@@ -204,9 +202,8 @@ def _newton_derivatives(sites: tuple[str, ...], variant: str):
     expansion around the current weights: the exact derivatives of J there."""
     def taylor_energy(u, model_data, expansion):
         params = {site: u[i] for i, site in enumerate(sites)}
-        kwargs = {"mode": "map", "variant": variant,
-                  "objective": functools.partial(taylor_value, *expansion)}
-        return potential_energy(rational_model, (model_data,), kwargs, params)
+        kwargs = {"variant": variant, "objective": functools.partial(taylor_value, *expansion)}
+        return potential_energy(paper_objective_model, (model_data,), kwargs, params)
 
     return jax.jit(lambda u, d, e: (jax.grad(taylor_energy)(u, d, e), jax.hessian(taylor_energy)(u, d, e)))
 

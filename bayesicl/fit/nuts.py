@@ -1,11 +1,11 @@
-"""NUTS fit: the posterior of (α, β, γ, σ_obs) under `rational_model(..., mode="nuts")`.
+"""NUTS fit: the posterior of (α, β, γ), the noise scales and the run effects under
+`bayesicl.fit.model.nuts_model`.
 
 Chains start at the MAP estimate (the optimum of `bayesicl.fit.map`) jittered by 0.1 in the
 unconstrained space, with the noise scales set from the root-mean-square residual of the
-observations around the MAP prediction, so warm-up does not have to find the band where the weights move from a
-prior draw (where every weight can be saturated and the likelihood flat). NUTS uses a dense
-mass matrix — logit α, log β and log γ are strongly correlated (γN^(1−α) trades α against
-γ) — and target acceptance 0.9.
+observations around the MAP prediction and the run effects at zero, so warm-up does not have
+to find the band where the weights move from a prior draw (where every weight can be
+saturated and the likelihood flat). NUTS uses a dense mass matrix and target acceptance 0.9.
 
 The sampler is NumPyro's NUTS kernel (`numpyro.infer.hmc.hmc`) on the model's potential
 energy, driven by one jitted program per configuration: initialization, warm-up and sampling
@@ -13,15 +13,16 @@ of every chain (vmapped: "vectorized", or one after the other: "sequential"), th
 deterministic sites and per-condition log-likelihoods. The data are arguments, so a second fit
 of same-shaped data reuses the compiled program (in memory, and on disk through JAX's
 persistent cache, see `enable_compilation_cache`); compiling costs far more than sampling
-this 4-parameter posterior on a CPU. The result is an ArviZ InferenceData with the posterior,
-sample stats (divergences, tree sizes), the per-condition log-likelihood (LOO/WAIC) and the
-observed data.
+this small posterior on a CPU. The result is an ArviZ InferenceData with the posterior,
+sample stats (divergences, tree sizes), the per-condition log-likelihood (the marginal of
+each observation given the parameters and its run's effect) and the observed data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from typing import Any
 
@@ -30,13 +31,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, log_likelihood, potential_energy
+from numpyro.infer.util import constrain_fn, potential_energy
 
 from ..errors import BayesiclError
 from ..seeds import stream
 from .data import FitData
+from . import model as model_module
 from .map import MapResult, free_sites, to_unconstrained
-from .model import NOISE_SITES, expected_observation, model_weights, rational_model
+from .model import (NOISE_SITES, SAMPLED, expected_observation, model_weights, nuts_model,
+                    observation_scale, strategy_weights)
+
+#: Scalar sites reported per draw besides α, β, γ, per effects setting.
+EFFECT_SITES = {"none": (), "run": ("sigma_run",), "run+trend": ("sigma_run", "trend_corr")}
 
 #: How chains run inside the one compiled program: "sequential" (one after the other) or
 #: "vectorized" (vmapped, in lockstep: every chain waits for the longest trajectory). On 2 CPU
@@ -44,7 +50,7 @@ from .model import NOISE_SITES, expected_observation, model_weights, rational_mo
 #: 2000 iterations, 256 conditions: 8.5 s cold / 3.9 s warm against 20.2 s / 6.9 s).
 CHAIN_METHOD = "sequential"
 CHAIN_METHODS = ("vectorized", "sequential")
-TARGET_ACCEPT = 0.9
+TARGET_ACCEPT = 0.95
 JITTER = 0.1
 #: Iterations between progress-bar updates.
 PROGRESS_EVERY = 50
@@ -52,18 +58,21 @@ PROGRESS_EVERY = 50
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class NutsResult:
-    """Posterior draws (flattened chain-major) of α, β, γ, σ_obs, the InferenceData and
-    the sampler's diagnostics."""
+    """Posterior draws (flattened chain-major) of α, β, γ, the noise scales, σ_run, φ and
+    "run_effect" (draws, R) for the fitted runs `runs` (evidence run indices), the
+    InferenceData and the sampler's diagnostics."""
 
     draws: dict[str, np.ndarray]
     idata: Any
     diagnostics: dict[str, Any]
     runtime_s: float
+    effects: str = "none"
+    runs: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, num_chains: int = 4,
              num_samples: int = 1000, num_warmup: int = 1000, chain_method: str = CHAIN_METHOD,
-             progress: bool = False) -> NutsResult:
+             progress: bool = False, effects: str = "run+trend") -> NutsResult:
     """Sample the posterior with NUTS on the fit conditions with a finite observation."""
     clock = time.perf_counter()
     if chain_method not in CHAIN_METHODS:
@@ -77,10 +86,10 @@ def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, 
         raise BayesiclError(f"NUTS needs at least 3 fit conditions with a finite observed weight, "
                             f"got {rows.size}")
     model_data = data.model_data(rows)
-    init = _initial_values(data, model_data, map_result, seed, num_chains)
+    init = _initial_values(data, model_data, map_result, seed, num_chains, effects)
     enable_compilation_cache()
     prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
-    sampler = _sampler(prior_key, data.variant, int(num_chains), int(num_samples), int(num_warmup),
+    sampler = _sampler(prior_key, data.variant, effects, int(num_chains), int(num_samples), int(num_warmup),
                        chain_method, bool(progress))
     keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 2), "fit").integers(2**31))), num_chains)
     with _progress_bar(progress, num_chains * (num_warmup + num_samples) if chain_method == "sequential"
@@ -88,21 +97,28 @@ def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, 
         _PROGRESS["bar"] = bar
         out = jax.device_get(sampler(keys, init, model_data))
         _PROGRESS["bar"] = None
-    idata = _inference_data(out, data, rows, model_data)
+    runs = data.fitted_runs
+    idata = _inference_data(out, data, rows, model_data, runs)
     draws = {name: np.asarray(out["sites"][name], dtype=np.float64).reshape(-1)
-             for name in ("alpha", "beta", "gamma", *NOISE_SITES)}
-    return NutsResult(draws=draws, idata=idata, diagnostics=diagnostics(idata, data.variant),
-                      runtime_s=time.perf_counter() - clock)
+             for name in ("alpha", "beta", "gamma", *NOISE_SITES, *EFFECT_SITES[effects])}
+    if effects != "none":
+        effect = np.asarray(out["sites"]["run_effect"], dtype=np.float64)
+        draws["run_effect"] = effect.reshape(-1, effect.shape[-1])
+    return NutsResult(draws=draws, idata=idata, diagnostics=diagnostics(idata, data.variant, effects),
+                      runtime_s=time.perf_counter() - clock, effects=effects, runs=runs)
 
 
-def diagnostics(idata, variant: str) -> dict[str, Any]:
-    """r̂ (max), bulk ESS (min) over the free parameters and noise scales, and the number of
-    divergent transitions."""
-    names = free_sites(variant) + list(NOISE_SITES)
+def diagnostics(idata, variant: str, effects: str = "none") -> dict[str, Any]:
+    """r̂ (max), bulk ESS (min) over the free parameters, noise scales and run effects, and
+    the number of divergent transitions."""
+    pinned = {"logit_alpha": "alpha", "log_beta": "beta", "log_gamma": "gamma"}
+    names = [pinned[s] for s in free_sites(variant)] + list(NOISE_SITES) + list(EFFECT_SITES[effects])
+    if effects != "none":
+        names.append("run_effect")
     rhat = az.rhat(idata, var_names=names)
     ess = az.ess(idata, var_names=names, method="bulk")
-    return {"r_hat_max": float(max(float(rhat[n]) for n in names)),
-            "ess_bulk_min": float(min(float(ess[n]) for n in names)),
+    return {"r_hat_max": float(max(float(np.max(rhat[n].values)) for n in names)),
+            "ess_bulk_min": float(min(float(np.min(ess[n].values)) for n in names)),
             "divergences": int(np.asarray(idata.sample_stats["diverging"]).sum()),
             "num_chains": int(idata.posterior.sizes["chain"]),
             "num_draws": int(idata.posterior.sizes["draw"])}
@@ -118,14 +134,14 @@ def enable_compilation_cache() -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _sampler(prior_key, variant: str, num_chains: int, num_samples: int, num_warmup: int,
+def _sampler(prior_key, variant: str, effects: str, num_chains: int, num_samples: int, num_warmup: int,
              chain_method: str, progress: bool):
     """The jitted program (keys (chains,), initial values, data) → draws and statistics.
 
     With `progress`, the loop reports to a progress bar through a host callback; JAX does
     not cache programs with callbacks on disk, so the library default is without."""
     priors = {name: (kind, args) for name, kind, args in prior_key}
-    model = functools.partial(rational_model, mode="nuts", priors=priors, variant=variant)
+    model = functools.partial(nuts_model, priors=priors, variant=variant, effects=effects)
     init_kernel, sample_kernel = hmc(
         potential_fn_gen=lambda data: (lambda z: potential_energy(model, (data,), {}, z)), algo="NUTS")
 
@@ -151,7 +167,7 @@ def _sampler(prior_key, variant: str, num_chains: int, num_samples: int, num_war
             z, diverging, steps, accept, energy = jax.lax.map(lambda a: chain(a[0], a[1], data), (keys, init))
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z)
         sites = constrain_fn(model, (data,), {}, flat, return_deterministic=True, batch_ndims=1)
-        loglik = log_likelihood(model, sites, data)
+        loglik = {"r" if data.observed.ndim == 1 else "convex_weights": pointwise_log_likelihood(sites, data)}
         per_chain = lambda x: x.reshape((num_chains, num_samples) + x.shape[1:])  # noqa: E731
         return {"sites": jax.tree.map(per_chain, sites), "log_likelihood": jax.tree.map(per_chain, loglik),
                 "unconstrained": z, "diverging": diverging, "num_steps": steps,
@@ -160,11 +176,26 @@ def _sampler(prior_key, variant: str, num_chains: int, num_samples: int, num_war
     return jax.jit(run)
 
 
-def _inference_data(out: dict, data: FitData, rows: np.ndarray, model_data) -> Any:
+def pointwise_log_likelihood(sites: dict, data) -> Any:
+    """log p(y_c | parameters, run effect) per draw and condition (draws, C): the marginal
+    of each observation (the within-run correlation of "run+trend" integrates out of it)."""
+    params = tuple(jnp.asarray(sites[k])[:, None] for k in ("alpha", "beta", "gamma"))
+    offset = sites["run_effect"][:, data.effect_run] if "run_effect" in sites else None
+    weights = strategy_weights(params, data, offset)
+    mean, sensitivity = expected_observation(data, weights)
+    sigma_obs, sigma_logit = (jnp.asarray(sites[k]) for k in NOISE_SITES)
+    extra = (slice(None),) + (None,) * (mean.ndim - 1)
+    scale = observation_scale(sigma_obs[extra], sigma_logit[extra], sensitivity)
+    logp = -0.5 * ((data.observed - mean) / scale) ** 2 - jnp.log(scale) - 0.5 * math.log(2 * math.pi)
+    return logp.sum(axis=-1) if logp.ndim == 3 else logp
+
+
+def _inference_data(out: dict, data: FitData, rows: np.ndarray, model_data, runs: np.ndarray) -> Any:
     site = "r" if data.observed.ndim == 1 else "convex_weights"
-    posterior = {name: np.asarray(value) for name, value in out["sites"].items()}
+    posterior = {name: np.asarray(value) for name, value in out["sites"].items() if name != "run_z"}
     condition = data.evidence.conditions["condition"].to_numpy()[rows]
-    dims = {site: ["condition"] if data.observed.ndim == 1 else ["condition", "strategy"]}
+    dims = {site: ["condition"] if data.observed.ndim == 1 else ["condition", "strategy"],
+            "run_effect": ["run"]}
     return az.from_dict(
         posterior=posterior,
         sample_stats={"diverging": np.asarray(out["diverging"]), "n_steps": np.asarray(out["num_steps"]),
@@ -172,21 +203,34 @@ def _inference_data(out: dict, data: FitData, rows: np.ndarray, model_data) -> A
                       "lp": -np.asarray(out["potential_energy"])},
         log_likelihood={site: np.asarray(out["log_likelihood"][site])},
         observed_data={site: np.asarray(model_data.observed)},
-        coords={"condition": condition, "strategy": list(data.evidence.strategies)}, dims=dims)
+        coords={"condition": condition, "strategy": list(data.evidence.strategies),
+                "run": np.asarray(runs)}, dims=dims)
 
 
 def _initial_values(data: FitData, model_data, map_result: MapResult, seed: int,
-                    num_chains: int) -> dict[str, jax.Array]:
+                    num_chains: int, effects: str = "none") -> dict[str, jax.Array]:
     sites = free_sites(data.variant)
     center = to_unconstrained(map_result.params, sites)
     weights = model_weights(tuple(map_result.params[k] for k in ("alpha", "beta", "gamma")), model_data)
     residual = np.asarray(model_data.observed) - np.asarray(expected_observation(model_data, weights)[0])
     sigma = min(max(float(np.sqrt(np.mean(residual ** 2))), 1e-3), 1.0)
     rng = stream((seed, 3), "fit")
-    init = {site: center[i] + JITTER * rng.standard_normal(num_chains) for i, site in enumerate(sites)}
+    init = {}
+    for i, site in enumerate(sites):
+        value = center[i]
+        if site == "log_gamma":     # the sampler's γ̃ = γ N_ref^(1−α)
+            site = SAMPLED["gamma"]
+            value = value + (1.0 - map_result.params["alpha"]) * math.log(data.reference_step)
+        init[site] = value + JITTER * rng.standard_normal(num_chains)
     # Unconstrained values of the positive scales are their logs: half the residual each.
     init["sigma_obs"] = np.log(sigma / 2) + JITTER * rng.standard_normal(num_chains)
     init["sigma_logit"] = np.log(2 * sigma) + JITTER * rng.standard_normal(num_chains)
+    if effects != "none":
+        init["sigma_run"] = np.log(0.5) + JITTER * rng.standard_normal(num_chains)
+        site = "run_effect" if model_module.RUN_PARAMETERIZATION == "centred" else "run_z"
+        init[site] = JITTER * rng.standard_normal((num_chains, model_data.run_rows.shape[0]))
+    if effects == "run+trend":
+        init["trend_corr"] = JITTER * rng.standard_normal(num_chains)       # logit φ ≈ 0
     return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in init.items()}
 
 

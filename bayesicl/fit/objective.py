@@ -1,4 +1,4 @@
-"""The paper's fit objective (SPEC §8), tabulated once so that optimizing it is cheap.
+"""The paper's fit objective (docs/model.md#map), tabulated once so that optimizing it is cheap.
 
 J(W) = (1/C) Σ_c f_c(W_c), the equal-weight mean over the fit conditions of
 

@@ -1,7 +1,7 @@
 """What the observed relative distance r should be if the transformer were the model's h.
 
 The likelihood of the NUTS fit (see `bayesicl.fit.model`) is on the unclipped observed
-relative distance r_c = (d(T,G) − d(T,M)) / d(M,G) of SPEC §7. If T_c were exactly the
+relative distance r_c = (d(T,G) − d(T,M)) / d(M,G) of docs/model.md#observed-weights. If T_c were exactly the
 strategy model's mixture h_w = w·M + (1 − w)·G, its r would be
 
     ρ_r(w) = (d(h_w, G) − d(h_w, M)) / d(M, G)
@@ -87,7 +87,7 @@ def _skl_curve(prepared: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray
     m, g = prepared.probs[0].reshape(-1), prepared.probs[1].reshape(-1)
     log_m, log_g = prepared.values[0].reshape(-1), prepared.values[1].reshape(-1)
     d_mg = 0.5 * np.sum((m - g) * (log_m - log_g)) / count
-    if d_mg < observe.MIN_STRATEGY_DISTANCE:                      # r is undefined (SPEC §7)
+    if d_mg < observe.MIN_STRATEGY_DISTANCE:                      # r is undefined (docs/model.md#observed-weights)
         return 2 * grid - 1, np.full(grid.size, 2.0)
     to_g = np.zeros(grid.size)
     to_m = np.zeros(grid.size)

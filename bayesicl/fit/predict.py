@@ -1,25 +1,30 @@
 """Predictions of a fitted strategy model: weights per condition, their intervals, N*(D).
 
 Point fits (MAP) give one set of weights. Posterior fits (NUTS) give weights per draw; the
-reported predicted weight is the posterior mean of w_M, ``weight_low``/``weight_high`` its
-90% credible interval, and ``predicted_low``/``predicted_high`` the 90% posterior-predictive
-interval of the OBSERVED M-weight: per draw, w̃ = (clip(ρ(w_M) + s·z, −1, 1) + 1)/2 with
-z ~ Normal(0, 1), ρ the run's relative-distance curve on that split (see
-`bayesicl.fit.observation`) and s the model's observation scale (`bayesicl.fit.model`); with
-more than two strategies w̃ = clip(w_M + s·z, 0, 1).
+reported predicted weight is the posterior mean of the rational model's w_M, ``weight_low``/
+``weight_high`` its 90% credible interval (central), and ``observed_low``/``observed_high``
+the 90% posterior-predictive interval of the OBSERVED M-weight: per draw, the observation is
+Normal(ρ(w), s) as in the model (`bayesicl.fit.model`), w including the run's log-odds effect
+(its posterior draw for a fitted run, a new draw from Normal(0, σ_run) for a run the fit did
+not see; on OOD also the OOD stage's run effect, `bayesicl.fit.cut`), and it is clipped and
+mapped to a weight like the observed one: w̃ = (clip(r, −1, 1) + 1)/2; with more than two
+strategies w̃ = clip(w_M + noise, 0, 1). ``expected_observed_weight`` is (ρ(w_M) + 1)/2
+averaged over draws: the observed weight the rational model's mixture itself would show.
 """
 
 from __future__ import annotations
 
+import math
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from .. import rational
-from ..seeds import stream
 from .model import observation_scale
 
-#: Central interval reported everywhere (SPEC §14: 90%).
+#: Central interval reported everywhere (docs/model.md#nuts: 90%).
 INTERVAL = 0.9
 LOW, HIGH = (1 - INTERVAL) / 2, 1 - (1 - INTERVAL) / 2
 #: Draws processed at a time (bounds memory at draws × conditions × strategies floats).
@@ -46,53 +51,104 @@ def weights_for(params: dict[str, np.ndarray], loss: np.ndarray, complexity: np.
     return np.concatenate(out)
 
 
-def observed_weight_draws(weights_m: np.ndarray, draws: dict[str, np.ndarray], curves, run: np.ndarray,
-                          split_index: int, seed: int, many_strategies: bool) -> np.ndarray:
-    """Posterior-predictive draws of the observed M-weight, (draws, C).
+def run_offsets(effect: np.ndarray | None, sigma: np.ndarray | None, fitted_runs, runs: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """Log-odds run effects per draw and condition (n, C): a fitted run's draws (`effect`
+    (n, R) for `fitted_runs`), a new Normal(0, σ_run) draw per run and draw for any other run;
+    zeros without run effects.
 
-    weights_m (draws, C); draws holds sigma_obs and sigma_logit (draws,). Per draw the
-    observation is Normal(ρ(w), `observation_scale`) as in the model, then clipped and mapped
-    to a weight like the observed one.
+    >>> rng = np.random.default_rng(0)
+    >>> run_offsets(np.array([[0.5], [0.7]]), np.array([1.0, 1.0]), [3], np.array([3, 3]), rng).tolist()
+    [[0.5, 0.5], [0.7, 0.7]]
     """
-    rng = stream((seed, 4, split_index), "fit")
-    z = rng.standard_normal(weights_m.shape)
-    out = np.empty_like(weights_m)
-    for start in range(0, weights_m.shape[0], DRAW_CHUNK):
-        part = slice(start, start + DRAW_CHUNK)
-        w = weights_m[part]
-        if many_strategies:
-            mean, sensitivity = w, w * (1.0 - w)
+    if effect is None:
+        return np.zeros((1, len(runs)))
+    column = {int(r): k for k, r in enumerate(fitted_runs)}
+    unique = np.unique(runs)
+    fresh = rng.standard_normal((effect.shape[0], unique.size)) * np.asarray(sigma)[:, None]
+    out = np.empty((effect.shape[0], len(runs)))
+    for j, r in enumerate(unique):
+        rows = runs == r
+        out[:, rows] = (effect[:, column[int(r)]] if int(r) in column else fresh[:, j])[:, None]
+    return out
+
+
+def observation_moments(params: dict[str, np.ndarray], offset: np.ndarray, sigma_obs: np.ndarray,
+                        sigma_logit: np.ndarray, loss: np.ndarray, complexity: np.ndarray, step: np.ndarray,
+                        curves, run: np.ndarray, split_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of each condition's observation per draw: (n, C) with two strategies
+    (the relative distance r), (n, C, S) with more (the convex weights). `offset` (n, C) is
+    the log-odds run effect added to η_M."""
+    params = {k: np.asarray(params[k], dtype=np.float64) for k in rational.PARAMETERS}
+    offset = np.broadcast_to(offset, (params["alpha"].size, np.shape(step)[0]))
+    sigma_obs, sigma_logit = np.asarray(sigma_obs), np.asarray(sigma_logit)
+    means, scales = [], []
+    for start in range(0, params["alpha"].size, DRAW_CHUNK // 2):     # the ρ tables gather (n, C, K)
+        part = slice(start, start + DRAW_CHUNK // 2)
+        alpha, beta, gamma = (jnp.asarray(params[k][part])[:, None] for k in rational.PARAMETERS)
+        eta, _ = rational.log_weights((alpha, beta, gamma), jnp.asarray(loss), jnp.asarray(complexity),
+                                      jnp.asarray(step, dtype=jnp.float64))
+        weights = np.asarray(jax.nn.softmax(eta.at[..., 0].add(jnp.asarray(offset[part])), axis=-1))
+        if weights.shape[-1] > 2:
+            mean, sensitivity = weights, weights * (1.0 - weights)
+            extra = (slice(None), None, None)
         else:
-            mean, slope = (np.asarray(a) for a in curves.with_slope(jnp.asarray(run)[None, :], split_index,
-                                                                     jnp.asarray(w)))
+            w = weights[..., 0]
+            mean, slope = (np.asarray(a) for a in curves.with_slope(
+                jnp.broadcast_to(jnp.asarray(run), w.shape), split_index, jnp.asarray(w)))
             sensitivity = slope * w * (1.0 - w)
-        scale = np.asarray(observation_scale(draws["sigma_obs"][part, None], draws["sigma_logit"][part, None],
-                                             sensitivity))
-        out[part] = mean + scale * z[part]
-    if many_strategies:
-        return np.clip(out, 0.0, 1.0)
-    return (np.clip(out, -1.0, 1.0) + 1.0) / 2.0
+            extra = (slice(None), None)
+        means.append(mean)
+        scales.append(np.asarray(observation_scale(sigma_obs[part][extra], sigma_logit[part][extra], sensitivity)))
+    return np.concatenate(means), np.concatenate(scales)
+
+
+def observed_weight_draws(mean: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Posterior-predictive draws of the observed M-weight (n, C) from observation moments:
+    r = mean + scale·z clipped to [−1, 1] and mapped to (r + 1)/2 (two strategies), or the
+    convex weight of M clipped to [0, 1] (more)."""
+    noise = rng.standard_normal(mean.shape)
+    if mean.ndim == 3:
+        return np.clip(mean[..., 0] + scale[..., 0] * noise[..., 0], 0.0, 1.0)
+    return (np.clip(mean + scale * noise, -1.0, 1.0) + 1.0) / 2.0
+
+
+def log_predictive_density(mean: np.ndarray, scale: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """log (1/n) Σ_draws p(y_c | draw) per condition (C,) for observation moments (n, C[, S]);
+    NaN where the observation is not finite."""
+    logp = -0.5 * ((observed[None] - mean) / scale) ** 2 - np.log(scale) - 0.5 * math.log(2 * math.pi)
+    if logp.ndim == 3:
+        logp = logp.sum(axis=-1)
+    top = np.max(logp, axis=0)
+    with np.errstate(invalid="ignore"):
+        out = top + np.log(np.mean(np.exp(logp - top[None]), axis=0))
+    return np.where(np.isfinite(out), out, np.nan)
 
 
 def transition_table(params: dict, loss: pd.DataFrame, complexity: pd.DataFrame,
-                     draws: dict | None = None, pair: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+                     draws: dict | None = None, pair: tuple[int, int] = (0, 1),
+                     last_step=None) -> pd.DataFrame:
     """N*(D) per diversity for the strategy pair (i, j) (default M vs G).
 
-    Columns: diversity, transition_step (the point estimate, or the posterior median),
-    transition_low, transition_high (90% interval over draws; NaN for a point fit) and
-    direction ("G→M", "M→G", or "M"/"G" when one wins at every step, see
-    `bayesicl.rational.transition_direction`).
+    Columns: diversity, transition_step (the point estimate, or the per-draw median for a
+    posterior), transition_at_mean (N* at the posterior-mean parameters; the point estimate
+    for a point fit), transition_low, transition_high (90% interval over draws; NaN for a
+    point fit), direction ("G→M", "M→G", or "M"/"G" when one wins at every step, see
+    `bayesicl.rational.transition_direction`) and, given `last_step` (a number, or a
+    mapping diversity → the last trained step), extrapolated: N* beyond the last trained step.
 
     >>> loss = pd.DataFrame({"m": [0.1, 0.1]}, index=[4, 8]).assign(g=0.2)
     >>> bits = pd.DataFrame({"m": [2.0, 4.0]}, index=[4, 8]).assign(g=1.0)
-    >>> transition_table({"alpha": 0.5, "beta": 1.0, "gamma": 1.0}, loss, bits)["transition_step"].round(1).tolist()
-    [48.0, 432.4]
+    >>> table = transition_table({"alpha": 0.5, "beta": 1.0, "gamma": 1.0}, loss, bits, last_step=100)
+    >>> table["transition_step"].round(1).tolist(), table["extrapolated"].tolist()
+    ([48.0, 432.4], [False, True])
     """
     i, j = pair
     lm, lg = loss.iloc[:, i].to_numpy(), loss.iloc[:, j].to_numpy()
     km, kg = complexity.iloc[:, i].to_numpy(), complexity.iloc[:, j].to_numpy()
-    point = np.asarray(rational.transition_step(params["alpha"], params["beta"], params["gamma"],
-                                                lm, lg, km, kg))
+    at_mean = np.asarray(rational.transition_step(params["alpha"], params["beta"], params["gamma"],
+                                                  lm, lg, km, kg))
+    point = at_mean
     low = high = np.full(point.shape, np.nan)
     if draws is not None:
         per_draw = np.asarray(rational.transition_step(
@@ -101,7 +157,15 @@ def transition_table(params: dict, loss: pd.DataFrame, complexity: pd.DataFrame,
         per_draw = np.where(np.isnan(per_draw), np.inf, per_draw)
         point = np.quantile(per_draw, 0.5, axis=0, method="nearest")
         low, high = np.quantile(per_draw, [LOW, HIGH], axis=0, method="nearest")
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "diversity": loss.index.to_numpy(),
-        "transition_step": point, "transition_low": low, "transition_high": high,
+        "transition_step": point, "transition_at_mean": at_mean,
+        "transition_low": low, "transition_high": high,
         "direction": rational.transition_direction(params["beta"], km, kg, lm, lg)})
+    if last_step is not None:
+        last = np.array([float(last_step.get(int(d), np.nan)) if hasattr(last_step, "get") else float(last_step)
+                         for d in table["diversity"]])
+        table["last_trained_step"] = last
+        with np.errstate(invalid="ignore"):
+            table["extrapolated"] = np.asarray(point, dtype=np.float64) > last
+    return table

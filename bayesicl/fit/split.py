@@ -1,4 +1,4 @@
-"""Which conditions the fit sees (SPEC §8): the extrapolation split.
+"""Which conditions the fit sees (docs/model.md#split): the extrapolation split.
 
 Fit on the modeled conditions whose step N is among the first ⌈(1 − h)·n_N⌉ modeled
 checkpoints AND whose diversity D is among the ⌈(1 − h)·n_D⌉ smallest diversities, with

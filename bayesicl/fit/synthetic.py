@@ -11,6 +11,7 @@ weights' parameters from this evidence is the fit's end-to-end check (tests, ben
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -122,3 +123,41 @@ def mixture_output(strategy_outputs: np.ndarray, weights: np.ndarray, kind: str)
         return np.sum(w * strategy_outputs, axis=0)
     probs = np.exp(observe.normalize_log_probs(strategy_outputs))
     return observe.log_probs(np.sum(w * probs, axis=0))
+
+
+def misfit_weights(params, run_sd: float = 0.0, trend_sd: float = 0.0, trend_corr: float = 0.0,
+                   noise_sd: float = 0.0, seed: int = 0, strategies: Sequence[str] = ("memorizing", "generalizing")
+                   ) -> Weights:
+    """A `weights` function for `synthetic_evidence` whose runs misfit the rational model the
+    way real runs do: the model's log-odds of M against G at (α, β, γ) = `params`, plus per
+    run (one per diversity here) an offset ~ Normal(0, `run_sd`), an AR(1) deviation along the
+    run's checkpoints (stationary sd `trend_sd`, lag-1 correlation `trend_corr`) and
+    independent noise of sd `noise_sd`, all drawn from `stream((seed, 1), "synthetic")`.
+
+    >>> import bayesicl as bic
+    >>> task = bic.task("urns", num_dims=4, context_length=8)
+    >>> ev = synthetic_evidence(task, [4, 16], [100, 1000], num_sequences=8, loss_sequences=64,
+    ...                         weights=misfit_weights((0.5, 0.3, 1.0), run_sd=1.0, seed=1))
+    >>> ev.num_conditions
+    4
+    """
+    from ..seeds import stream
+
+    def weights(loss, complexity, diversity, step):
+        names = list(strategies)
+        eta, _ = rational.log_weights(params, loss.loc[diversity, names].to_numpy(),
+                                      complexity.loc[diversity, names].to_numpy(), np.asarray(step, dtype=np.float64))
+        z = np.array(eta[:, 0] - eta[:, 1], dtype=np.float64)
+        rng = stream((seed, 1), "synthetic")
+        for d in np.unique(diversity):
+            rows = np.flatnonzero(diversity == d)
+            rows = rows[np.argsort(np.asarray(step)[rows], kind="stable")]
+            z[rows] += run_sd * rng.standard_normal()
+            deviation = trend_sd * rng.standard_normal()
+            for row in rows:
+                z[row] += deviation
+                deviation = trend_corr * deviation + math.sqrt(1.0 - trend_corr ** 2) * trend_sd * rng.standard_normal()
+        z += noise_sd * rng.standard_normal(z.size)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    return weights

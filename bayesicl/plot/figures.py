@@ -1,8 +1,10 @@
-"""The five figures of SPEC §10, drawn from a fit (`bayesicl.fit.FitResult`).
+"""The five figures of docs/model.md#figures, drawn from a fit (`bayesicl.fit.FitResult`).
 
 Each function takes a fit, draws into a new (or given) matplotlib figure and returns it;
 none of them calls `plt.show()`. Diversity D is on a log₂ axis everywhere, steps are labelled,
-and the predicted transition step N*(D) is overlaid where it is defined.
+and the predicted transition step N*(D) is overlaid where it is defined. Tick labels are
+thinned until none overlap at the saved size (`declutter`), and legends sit outside the
+plotting area, where they hide no data and no label.
 """
 
 from __future__ import annotations
@@ -16,7 +18,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullFormatter  # noqa: E402
+
+from .. import observe  # noqa: E402
+from ..errors import BayesiclError  # noqa: E402
+from ..strategies import weight_groups  # noqa: E402
+
 WEIGHT_CMAP = "RdBu_r"  # red = memorizing (w_M = 1), blue = generalizing (w_M = 0)
+#: Resolution of the saved PNGs (the report embeds the same files).
+DPI = 130
+#: Gap (pixels at `DPI`) that neighbouring tick labels keep between them.
+LABEL_GAP = 2.0
 
 
 def _edges(values: np.ndarray, log: bool) -> np.ndarray:
@@ -51,8 +64,54 @@ def _modeled(rows: pd.DataFrame) -> np.ndarray:
 def _log2_ticks(ax: plt.Axes, diversities: np.ndarray) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(diversities)
-    ax.set_xticklabels([f"{int(d)}" for d in diversities], rotation=45 if len(diversities) > 8 else 0)
+    ax.set_xticklabels([f"{int(d)}" for d in diversities])
     ax.minorticks_off()
+
+
+def _overlapping(labels: list) -> bool:
+    """Whether any two of the drawn tick labels' boxes overlap (or come within LABEL_GAP)."""
+    boxes = [t.get_window_extent() for t in labels]
+    return any(a.padded(LABEL_GAP / 2).overlaps(b.padded(LABEL_GAP / 2))
+               for k, a in enumerate(boxes) for b in boxes[k + 1:])
+
+
+def visible_tick_labels(axis) -> list:
+    """The tick labels of a matplotlib axis that are drawn: non-empty, visible, inside the view."""
+    low, high = sorted(axis.get_view_interval())
+    ticks = axis.get_major_ticks() + axis.get_minor_ticks()
+    return [t.label1 for t in ticks
+            if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high]
+
+
+def declutter(fig: plt.Figure) -> plt.Figure:
+    """Thin the tick labels of every axis of `fig` until no two overlap, at the saved size.
+
+    Every second minor label goes first (a log axis spanning a decade or two labels its minor
+    ticks), then every second label, and so on. Labels keep their text; only which ticks are
+    labelled changes.
+    """
+    fig.set_dpi(DPI)
+    axes = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)]
+    for _ in range(6):                       # one draw per round: drawing is the slow part
+        fig.canvas.draw()
+        crowded = [axis for axis in axes if _overlapping(visible_tick_labels(axis))]
+        if not crowded:
+            break
+        for axis in crowded:
+            low, high = sorted(axis.get_view_interval())
+
+            def labelled(ticks):
+                return [(t.get_loc(), t.label1.get_text()) for t in ticks
+                        if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high]
+
+            majors, minors = labelled(axis.get_major_ticks()), labelled(axis.get_minor_ticks())
+            # Minor labels (a log axis over less than a decade or two) thin first, keeping every
+            # major; then every second label goes.
+            kept = sorted(majors + minors[1::2]) if minors else majors[::2]
+            axis.set_minor_formatter(NullFormatter())
+            axis.set_major_locator(FixedLocator([loc for loc, _ in kept]))
+            axis.set_ticklabels([text for _, text in kept])
+    return fig
 
 
 def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
@@ -84,7 +143,8 @@ def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
         cutoff = getattr(fit, "cutoff_step", None)
         if cutoff is not None and cutoff > steps.min():
             panel.axhline(cutoff, color="k", ls="--", lw=1)
-            panel.text(diversities[0], cutoff, " $N_0$ (modeled above)", va="bottom", fontsize=8)
+            panel.text(diversities[0], cutoff, " $N_0$ (modeled above)", va="bottom", fontsize=8,
+                       bbox=dict(facecolor="white", alpha=0.75, lw=0, pad=1))
         _outline_heldout(panel, conditions, diversities, steps)
         panel.set_ylim(_edges(steps, False)[0], _edges(steps, False)[-1])
         _log2_ticks(panel, diversities)
@@ -95,9 +155,10 @@ def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
 
     handles, _ = axes[1].get_legend_handles_labels()
     handles.append(Patch(facecolor="white", edgecolor=(0, 0, 0, 0.5), hatch="///", label="held out"))
-    axes[1].legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.85)
+    # Below the panels, where it can hide neither a cell nor the N_0 label.
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.colorbar(mesh, ax=list(axes), label="memorizing weight (0 = G, 1 = M)", shrink=0.9)
-    return fig
+    return declutter(fig)
 
 
 def _outline_heldout(panel: Any, conditions: pd.DataFrame, diversities: np.ndarray,
@@ -120,7 +181,7 @@ def _outline_heldout(panel: Any, conditions: pd.DataFrame, diversities: np.ndarr
 
 
 def posterior_odds(fit: Any, ax: Any = None) -> plt.Figure:
-    """Log posterior odds η_M − η_G against N^(1−α), one line per D (SPEC §10 fig. 2).
+    """Log posterior odds η_M − η_G against N^(1−α), one line per D (docs/model.md#figures, figure 2).
 
     Under the model each line is straight: intercept = log prior odds −ln2 (K_M^β − K_G^β),
     slope = −γ (L̄_M − L̄_G). Dots are the observed log-odds of the modeled conditions,
@@ -151,9 +212,9 @@ def posterior_odds(fit: Any, ax: Any = None) -> plt.Figure:
                   fontsize=9)
     ax.set_ylabel("log posterior odds  M vs G")
     ax.set_ylim(-12, 12)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=7, ncol=1 if len(diversities) <= 12 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("evidence accumulates sub-linearly in N")
-    return fig
+    return declutter(fig)
 
 
 def transience(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
@@ -164,16 +225,18 @@ def transience(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
     diversities = np.sort(conditions["diversity"].unique())
     colours = plt.cm.viridis(np.linspace(0, 1, len(diversities)))
     steps = np.geomspace(max(conditions["step"].min(), 1), conditions["step"].max(), 60)
+    # One prediction for every curve: a single evaluation instead of one per D.
+    curves = fit.predict(np.repeat(diversities, steps.size), np.tile(steps, diversities.size))
     for colour, diversity in zip(colours, diversities):
         rows = conditions[conditions["diversity"] == diversity]
         modeled = _modeled(rows)
         ax.plot(rows["step"][modeled], rows["observed_weight"][modeled], "o", color=colour, ms=3)
         ax.plot(rows["step"][~modeled], rows["observed_weight"][~modeled], "o", mfc="none",
                 color=colour, ms=3, alpha=0.5)
-        curve = fit.predict(diversity, steps)
+        curve = curves[curves["diversity"] == diversity]
         ax.plot(steps, curve["predicted_weight"], color=colour, lw=1.3, label=f"D={int(diversity)}")
-        if {"predicted_low", "predicted_high"} <= set(curve) and curve["predicted_low"].notna().all():
-            ax.fill_between(steps, curve["predicted_low"], curve["predicted_high"], color=colour,
+        if {"weight_low", "weight_high"} <= set(curve) and curve["weight_low"].notna().all():
+            ax.fill_between(steps, curve["weight_low"], curve["weight_high"], color=colour,
                             alpha=0.15, lw=0)
     ax.set_xscale("log")
     ax.set_ylim(-0.03, 1.03)
@@ -185,51 +248,160 @@ def transience(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
         ax.axvline(cutoff, color="grey", ls="--", lw=0.8)
     ax.set_title(f"memorizing weight over training ({split.upper()})", fontsize=11)
 
-    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return fig
+    ax.legend(fontsize=7, ncol=1 if len(diversities) <= 12 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return declutter(fig)
 
 
 def transition_steps(fit: Any, ax: Any = None) -> plt.Figure:
-    """Predicted N*(D) against D on log–log axes, with the fitted power N* ∝ D^k (fig. 4)."""
-    fig, ax = (plt.subplots(figsize=(5.6, 4.2), constrained_layout=True) if ax is None
+    """Predicted N*(D) against D on log–log axes, with the fitted power N* ∝ D^k (fig. 4).
+
+    Hollow markers are extrapolations beyond the last logged step (dotted line). The 90%
+    band is drawn within the plotted range; where it reaches far below it (a draw with no
+    memorizing phase to speak of), the legend says how far.
+    """
+    fig, ax = (plt.subplots(figsize=(5.6, 4.6), constrained_layout=True) if ax is None
                else (ax.figure, ax))
     curve = _transition_curve(fit)
-    ax.plot(curve["diversity"], curve["transition_step"], "o-", color="k", ms=4, label="predicted $N^*(D)$")
+    steps = fit.conditions["step"].to_numpy(float)
+    first, last = max(steps.min(), 1.0), steps.max()
+    d, n = curve["diversity"].to_numpy(float), curve["transition_step"].to_numpy(float)
+    beyond = curve["extrapolated"].to_numpy(bool) if "extrapolated" in curve else n > last
+    ax.plot(d, n, "-", color="k", lw=1.2)
+    ax.plot(d[~beyond], n[~beyond], "o", color="k", ms=5, label="predicted $N^*(D)$")
+    if beyond.any():
+        ax.plot(d[beyond], n[beyond], "o", mfc="white", color="k", ms=5, label="extrapolated (beyond training)")
+    low_end, high_end = min(n.min(initial=first), first) / 3, max(n.max(initial=last), last) * 3
     if {"transition_low", "transition_high"} <= set(curve) and curve["transition_low"].notna().any():
-        ax.fill_between(curve["diversity"], curve["transition_low"], curve["transition_high"],
-                        color="k", alpha=0.12, lw=0, label="90% interval")
+        band_low = curve["transition_low"].to_numpy(float)
+        label = "90% interval"
+        if np.nanmin(band_low) < low_end:
+            label += f" (clipped; low end down to {np.nanmin(band_low):.3g})"
+        ax.fill_between(d, np.maximum(band_low, low_end), np.minimum(curve["transition_high"], high_end * 10),
+                        color="k", alpha=0.12, lw=0, label=label)
     if len(curve) >= 2:
-        k, c = np.polyfit(np.log(curve["diversity"]), np.log(curve["transition_step"]), 1)
-        ax.plot(curve["diversity"], np.exp(c) * curve["diversity"] ** k, "--", color="tab:red",
-                label=f"fit: $N^* \\propto D^{{{k:.2f}}}$")
+        k, c = np.polyfit(np.log(d), np.log(n), 1)
+        ax.plot(d, np.exp(c) * d ** k, "--", color="tab:red", label=f"fit: $N^* \\propto D^{{{k:.2f}}}$")
+    ax.axhline(last, color="grey", ls=":", lw=1, label=f"last logged step ({last:,.0f})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.set_ylim(low_end, high_end)
+    if len(d):
+        _log2_ticks(ax, d)
     ax.set_xlabel("task diversity D")
     ax.set_ylabel("transition step $N^*$")
     ax.set_title("time to memorize grows with D")
-    ax.legend(fontsize=8)
-    return fig
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    return declutter(fig)
 
 
 def posterior(fit: Any) -> plt.Figure:
-    """Posterior of (α, β, γ) (fig. 5): ArviZ pair plot for NUTS; MAP point estimates otherwise."""
+    """Posterior of (α, β, γ) (fig. 5): the ArviZ pair plot of the NUTS draws.
+
+    A MAP fit has no posterior (one point of the paper's objective), so there is no figure:
+    BayesiclError; `figures_for` leaves it out and the report says why.
+    """
     import arviz as az
 
     idata = getattr(fit, "idata", None)
-    if idata is not None and hasattr(idata, "posterior"):
-        axes = az.plot_pair(idata, var_names=["alpha", "beta", "gamma"], kind="kde", marginals=True,
-                            figsize=(7, 7), textsize=10)
-        fig = np.ravel(axes)[0].figure
-        fig.suptitle("posterior of (α, β, γ)")
-        return fig
-    fig, ax = plt.subplots(figsize=(5, 2.4), constrained_layout=True)
-    names = ["alpha", "beta", "gamma"]
-    ax.barh(names, [fit.params[n] for n in names], color="grey")
-    for i, n in enumerate(names):
-        ax.text(fit.params[n], i, f"  {fit.params[n]:.3g}", va="center")
-    ax.set_xscale("log")
-    ax.set_title("MAP estimates (no posterior: fit with --method nuts)")
-    return fig
+    if idata is None or not hasattr(idata, "posterior"):
+        raise BayesiclError("a MAP fit has no posterior to draw; fit with --method nuts")
+    axes = az.plot_pair(idata, var_names=["alpha", "beta", "gamma"], kind="kde", marginals=True,
+                        figsize=(7, 7), textsize=10)
+    fig = np.ravel(axes)[0].figure
+    fig.suptitle("posterior of (α, β, γ)")
+    return declutter(fig)
+
+
+#: Colours of the dominant strategy: memorizing red, generalizing blue; darker = bigram (order 2).
+STRATEGY_COLOURS = {"M2": "#b2182b", "M1": "#f4a582", "M": "#b2182b", "G2": "#2166ac",
+                    "G1": "#92c5de", "G": "#2166ac", "C": "#bababa"}
+
+
+def strategy_phases(fit: Any, split: str = "id") -> plt.Figure:
+    """With more than two strategies: the dominant strategy per (D, N), observed (largest
+    convex weight) and predicted (largest w_s), side by side, plus each weight group of the
+    family (markov: w_mem = w_M1 + w_M2 and w_bigram = w_M2 + w_G2) observed and predicted.
+
+    Rows: observed, predicted; columns: dominant strategy, then one heat map per group.
+    Example: ``bayesicl.plot.strategy_phases(fit).savefig("strategy_phases.png")``.
+    """
+    strategies = list(fit.strategies)
+    conditions = fit.conditions[fit.conditions["split"] == split]
+    needed = [f"{kind}_{s}" for kind in ("observed", "predicted") for s in strategies]
+    if len(strategies) < 3 or not set(needed) <= set(conditions):
+        raise BayesiclError("strategy_phases needs a fit with more than two strategies "
+                            "(their observed convex weights and predicted weights)")
+    groups = weight_groups(fit.task)
+    fig, axes = plt.subplots(2, 1 + len(groups), figsize=(4.2 * (1 + len(groups)), 7.4),
+                             sharex=True, sharey=True, constrained_layout=True, squeeze=False)
+    colours = [STRATEGY_COLOURS.get(s, f"C{i}") for i, s in enumerate(strategies)]
+    mesh = None
+    for row, kind in enumerate(("observed", "predicted")):
+        weights = conditions[[f"{kind}_{s}" for s in strategies]].to_numpy(float)
+        winner = observe.dominant_strategy(weights, strategies)
+        code = np.array([strategies.index(w) if w else np.nan for w in winner], dtype=float)
+        diversities, steps, values = _grid(conditions.assign(dominant=code), "dominant")
+        x_edges, y_edges = _edges(diversities, True), _edges(steps, False)
+        panel = axes[row, 0]
+        panel.pcolormesh(x_edges, y_edges, values, cmap=ListedColormap(colours), vmin=-0.5,
+                         vmax=len(strategies) - 0.5, shading="flat")
+        panel.set_title(f"{kind}: dominant strategy ({split.upper()})")
+        sums = observe.summed_weights(weights, strategies, groups)
+        for column, (name, members) in enumerate(groups.items(), start=1):
+            _, _, grid = _grid(conditions.assign(**{name: sums[name]}), name)
+            mesh = axes[row, column].pcolormesh(x_edges, y_edges, grid, cmap=WEIGHT_CMAP, vmin=0,
+                                                vmax=1, shading="flat")
+            label = " + ".join(f"$w_{{{m}}}$" for m in members)
+            axes[row, column].set_title(f"{kind}: {name} = {label}")
+        for panel in axes[row]:
+            _log2_ticks(panel, diversities)
+            panel.set_ylim(y_edges[0], y_edges[-1])
+            cutoff = getattr(fit, "cutoff_step", None)
+            if cutoff is not None and cutoff > steps.min():
+                panel.axhline(cutoff, color="k", ls="--", lw=1)
+        axes[row, 0].set_ylabel("training step N")
+    for panel in axes[-1]:
+        panel.set_xlabel("task diversity D")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=c, label=s) for s, c in zip(strategies, colours)]
+    handles.append(plt.Line2D([], [], color="k", ls="--", lw=1, label="$N_0$ (modeled above)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    if mesh is not None:
+        fig.colorbar(mesh, ax=list(axes[:, 1:].ravel()), label="summed weight", shrink=0.9)
+    return declutter(fig)
+
+
+def run_effects(fit: Any, ax: Any = None) -> plt.Figure:
+    """The fitted per-run log-odds effects against D (NUTS with run effects): what the
+    rational model does not explain, by diversity — posterior means with 90% intervals, ID
+    (filled) and the OOD stage's addition (hollow), with the ±σ_run band. A trend in D here
+    is misfit the model's K^β and L̄ terms leave over."""
+    fig, ax = (plt.subplots(figsize=(5.6, 4.2), constrained_layout=True) if ax is None
+               else (ax.figure, ax))
+    effects = (getattr(fit, "report", None) or {}).get("effects") or {}
+    for key, label, style in ((None, "ID run effect", dict(fmt="o", color="k")),
+                              ("ood", "OOD stage's extra effect", dict(fmt="o", color="tab:orange", mfc="white"))):
+        rows = (effects.get(key) or {}).get("runs", []) if key else effects.get("runs", [])
+        if not rows:
+            continue
+        d = np.array([r["diversity"] for r in rows], dtype=float) * (1.06 if key else 1.0)
+        mean = np.array([r["mean"] for r in rows])
+        err = np.array([[m - r["low"] for m, r in zip(mean, rows)], [r["high"] - m for m, r in zip(mean, rows)]])
+        ax.errorbar(d, mean, yerr=err, ms=5, capsize=2, lw=1, label=label, **style)
+    sigma = effects.get("sigma_run")
+    if sigma:
+        ax.axhspan(-sigma["mean"], sigma["mean"], color="grey", alpha=0.12, lw=0,
+                   label=f"±σ_run = {sigma['mean']:.2f}")
+    ax.axhline(0, color="grey", lw=0.8)
+    diversities = np.unique([r["diversity"] for r in effects.get("runs", [])])
+    if diversities.size:
+        _log2_ticks(ax, diversities)
+    ax.set_xlabel("task diversity D")
+    ax.set_ylabel("run effect (log-odds of M vs G)")
+    ax.set_title("what the rational model does not explain, by D", fontsize=11)
+    ax.legend(fontsize=8, loc="best")
+    return declutter(fig)
 
 
 FIGURES = {
@@ -241,8 +413,21 @@ FIGURES = {
 }
 
 
+def figures_for(fit: Any) -> dict[str, Any]:
+    """The figures `fit` has: all of `FIGURES`, less the posterior for a MAP fit, plus
+    `strategy_phases` for a fit of more than two strategies."""
+    has_posterior = getattr(fit, "idata", None) is not None
+    figures = {name: draw for name, draw in FIGURES.items() if name != "posterior" or has_posterior}
+    if len(getattr(fit, "strategies", ())) > 2:
+        figures["strategy_phases"] = strategy_phases
+    if ((getattr(fit, "report", None) or {}).get("effects") or {}).get("runs"):
+        figures["run_effects"] = run_effects
+    return figures
+
+
 def save_all(fit: Any, out: str, pdf: bool = False) -> list[str]:
-    """Write every figure of SPEC §10 as PNG (and PDF) into `out`; returns the paths written."""
+    """Write the figures of `fit` (`figures_for`) as PNG (and PDF) into `out`; returns the
+    paths written. A posterior figure left by an earlier NUTS fit in `out` is removed."""
     from pathlib import Path
 
     from ..atomic import atomic_path
@@ -250,12 +435,16 @@ def save_all(fit: Any, out: str, pdf: bool = False) -> list[str]:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, draw in FIGURES.items():
+    figures = figures_for(fit)
+    for name in {*FIGURES, "strategy_phases", "run_effects"} - set(figures):
+        for suffix in ("png", "pdf"):
+            (folder / f"{name}.{suffix}").unlink(missing_ok=True)
+    for name, draw in figures.items():
         fig = draw(fit)
         for suffix in (("png", "pdf") if pdf else ("png",)):
             path = folder / f"{name}.{suffix}"
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=130, format=suffix)
+                fig.savefig(tmp, dpi=DPI, format=suffix)
             written.append(str(path))
         plt.close(fig)
     return written

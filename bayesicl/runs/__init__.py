@@ -1,4 +1,4 @@
-"""Logged runs (SPEC §12): the versioned on-disk store a training loop writes checkpoint by
+"""Logged runs (docs/run-format.md): the versioned on-disk store a training loop writes checkpoint by
 checkpoint (`RunWriter`) and the fit reads back, validated (`open_run`, `open_runs`).
 
 The format ("bayesicl-run", version 1) is described in docs/run-format.md; a run opens with

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import BayesiclError
-from .reader import _scan, find_runs
+from .reader import _scan, find_runs, skipped_folders
 
 
 def check_runs(directory: str | Path) -> list[str]:
@@ -27,7 +27,7 @@ def check_runs(directory: str | Path) -> list[str]:
         return [str(error)]
     if not paths:
         return [f"{directory}: no runs found (no run.json in it or below it)"]
-    problems = []
+    problems = skipped_folders(directory)
     for path in paths:
         try:
             problems.extend(_scan(path, strict=False)[1])

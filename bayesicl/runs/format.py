@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..atomic import atomic_path
+from .. import atomic
 from ..errors import BayesiclError
 from ..tasks import Task
 
@@ -99,7 +99,7 @@ def output_kind(task: Task) -> str:
 
 
 def required_input_keys(task: Task) -> tuple[str, ...]:
-    """Batch keys every evaluation split must carry: the SPEC §15 inputs, the generating
+    """Batch keys every evaluation split must carry: the inputs of docs/model.md#batches, the generating
     parameters the family's loss needs (theta, w, target) and task_index."""
     keys = dict.fromkeys([*task.input_keys, *_INPUT_DIMS.get(task.family, {}), "task_index"])
     return tuple(keys)
@@ -145,6 +145,47 @@ def inputs_dataset(task: Task, pool: Any, eval_sets: Mapping[str, Mapping[str, A
     return xr.Dataset(variables, coords={"split": list(splits)}, attrs=attrs)
 
 
+_PER_ITEM: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+
+
+def values_per_item(task: Task) -> tuple[dict[str, int], dict[str, int]]:
+    """({pool variable: values per task}, {batch key: values per sequence}) of `task`,
+    measured on a pool of 2 tasks and one evaluation sequence (cached per settings)."""
+    key = json.dumps(task.settings, sort_keys=True, default=str)
+    if key not in _PER_ITEM:
+        pool = task.pool(2, seed=0)
+        per_task = {name: array.size // 2 for name, (_, array) in pool_variables(task, pool).items()}
+        batch = task.eval_sets(pool, seed=0, num_sequences=1)["id"]
+        per_sequence = {k: int(np.size(v)) for k, v in batch.items()}
+        _PER_ITEM[key] = (per_task, per_sequence)
+    return _PER_ITEM[key]
+
+
+def input_limits(task: Task, meta: Mapping[str, Any]) -> dict[str, int]:
+    """The variables inputs.nc holds for a run described by run.json `meta` — the pool
+    variables and the family's evaluation keys — with the most values each may declare
+    (diversity × per task; splits × eval_sequences × per sequence). Nothing else is read.
+
+    >>> import bayesicl as bic
+    >>> task = bic.task("urns", num_dims=3, context_length=4)
+    >>> input_limits(task, {"diversity": 5, "splits": ["id", "ood"], "eval_sequences": 10})
+    {'pool': 15, 'tokens': 100, 'theta': 60, 'task_index': 20, 'split': 2}
+    """
+    per_task, per_sequence = values_per_item(task)
+    rows = len(meta["splits"]) * int(meta["eval_sequences"])
+    limits = {name: int(meta["diversity"]) * size for name, size in per_task.items()}
+    limits.update({key: rows * size for key, size in per_sequence.items()})
+    limits.update({key: rows for key in required_input_keys(task) if key not in limits})
+    limits["split"] = len(meta["splits"])
+    return limits
+
+
+def checkpoint_limits(task: Task, meta: Mapping[str, Any]) -> dict[str, int]:
+    """The variables a checkpoint holds (outputs, split, step) and their declared sizes."""
+    rows = len(meta["splits"]) * int(meta["eval_sequences"])
+    return {"outputs": rows * int(np.prod(output_sizes(task))), "split": len(meta["splits"]), "step": 1}
+
+
 def file_attrs(identity: Mapping[str, Any]) -> dict[str, Any]:
     """Attributes every .nc file of a run carries, so that each file says which run it is."""
     return {"format": FORMAT, "version": VERSION,
@@ -172,21 +213,45 @@ def netcdf_bytes(dataset: xr.Dataset, compress: tuple[str, ...] = ()) -> bytes:
     return bytes(dataset.to_netcdf(engine="h5netcdf", encoding=encoding))
 
 
-def read_netcdf(path: Path, data: bytes) -> xr.Dataset:
-    """Load a netCDF file already read into `data`; any decoding failure names `path`."""
+def declared_sizes(path: Path, data: bytes, group: str | None = None) -> dict[str, int]:
+    """{variable: number of values its header declares} of a netCDF file already read into
+    `data` (root group or `group`), read from the headers alone: no variable is loaded."""
+    import h5netcdf
+
     try:
-        with xr.open_dataset(io.BytesIO(data), engine="h5netcdf") as dataset:
+        with h5netcdf.File(io.BytesIO(data), "r") as handle:
+            node = handle if group is None else handle.groups[group]
+            return {name: int(np.prod(variable.shape, dtype=np.int64)) for name, variable in node.variables.items()}
+    except Exception as error:  # h5py raises many types for a truncated or corrupt file
+        raise BayesiclError(f"{path}: not a readable netCDF file (truncated or corrupt?): {_first_line(error)}") from None
+
+
+def read_netcdf(path: Path, data: bytes, limits: Mapping[str, int], group: str | None = None) -> xr.Dataset:
+    """Load from `data` (the bytes of `path`) only the variables named in `limits`, each
+    refused unless its header declares at most `limits[name]` values; every other variable
+    is left unread. An absent variable is simply absent (callers name what they miss). Any
+    decoding failure is a one-line `BayesiclError` naming `path`."""
+    declared = declared_sizes(path, data, group)
+    for name, limit in limits.items():
+        if declared.get(name, 0) > limit:
+            raise BayesiclError(f"{path}: variable {name!r} declares {declared[name]} values, more than "
+                                f"the {limit} the run's settings allow")
+    try:
+        with xr.open_dataset(io.BytesIO(data), engine="h5netcdf", group=group,
+                             drop_variables=[n for n in declared if n not in limits]) as dataset:
             return dataset.load()
-    except Exception as error:  # h5py/xarray raise many types for a truncated or corrupt file
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise BayesiclError(f"{path}: not a readable netCDF file (truncated or corrupt?): {first}") from None
+    except Exception as error:
+        raise BayesiclError(f"{path}: not a readable netCDF file (truncated or corrupt?): {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that `path` is either absent/old or complete, never partial
     (a temp file beside it, fsync, then `os.replace`; see `bayesicl.atomic`)."""
-    with atomic_path(path) as temp:
-        Path(temp).write_bytes(data)
+    atomic.write_bytes(path, data)
 
 
 def to_json(value: Any, what: str) -> Any:

@@ -1,5 +1,5 @@
 """Open logged runs, validating every file: a problem is a one-line `BayesiclError` that
-names the file and what is wrong, never a traceback and never a silent fit (SPEC §12).
+names the file and what is wrong, never a traceback and never a silent fit (docs/run-format.md).
 
 >>> import tempfile, numpy as np, bayesicl as bic
 >>> from bayesicl.runs import RunWriter, open_runs
@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import BayesiclError
+from .. import atomic
+from ..errors import BayesiclError, BayesiclWarning
 from ..seeds import seed_tuple
 from ..tasks import Task, from_settings
 from . import format as fmt
 from .writer import NORMALIZATION_TOLERANCE
+
+#: run.json and loss.csv larger than this are refused unread (a loss row is ~30 bytes).
+MAX_TEXT_BYTES = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,7 +49,7 @@ class Run:
 
     `outputs` has dims (step, split, sequence, ...) — urns (…, position, token) log-probs,
     regression (…, position) predictions, classification (…, label) log-probs — in the
-    run's storage dtype; `inputs[split]` is the SPEC §15 batch (with theta/w/task_index) the
+    run's storage dtype; `inputs[split]` is the batch (docs/model.md#batches; with theta/w/task_index) the
     outputs answer; `loss` is the training-loss curve (columns step, loss).
     """
 
@@ -102,12 +108,19 @@ def open_runs(directory: str | Path) -> list[Run]:
     paths = find_runs(directory)
     if not paths:
         raise BayesiclError(f"{directory}: no runs found (no {fmt.RUN_JSON} in it or below it)")
+    for line in skipped_folders(directory):
+        warnings.warn(line, SkippedFolderWarning, stacklevel=2)
     runs = [open_run(p) for p in paths]
     return sorted(runs, key=lambda r: (r.diversity, seed_tuple(r.seed), str(r.path)))
 
 
+class SkippedFolderWarning(BayesiclWarning):
+    """A folder below a runs directory that looks like a run but is not read."""
+
+
 def find_runs(directory: str | Path) -> list[Path]:
-    """Run directories at or below `directory` (a run's own subfolders are not searched)."""
+    """Run directories at or below `directory` (a run's own subfolders are not searched;
+    symbolic links to folders are not followed — `skipped_folders` names them)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BayesiclError(f"{directory}: not a directory")
@@ -119,6 +132,37 @@ def find_runs(directory: str | Path) -> list[Path]:
         else:
             dirs.sort()
     return sorted(found)
+
+
+def skipped_folders(directory: str | Path) -> list[str]:
+    """One line per folder below `directory` that `find_runs` skips although it looks like a
+    run: a symbolic link to a folder holding a run.json (links are not followed, so that a
+    link cannot make a run count twice or loop), or a folder with checkpoints/ or inputs.nc
+    but no run.json (an unfinished creation or a damaged run).
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "half" / "checkpoints").mkdir(parents=True)
+    >>> [line.split(": ", 1)[1] for line in skipped_folders(root)]
+    ['skipped: holds checkpoints/ or inputs.nc but no run.json']
+    """
+    directory = Path(directory)
+    lines = []
+    for root, dirs, files in os.walk(directory):
+        here = Path(root)
+        if fmt.RUN_JSON in files:
+            dirs[:] = []
+            continue
+        if fmt.INPUTS in files or fmt.CHECKPOINTS in dirs:
+            lines.append(f"{here}: skipped: holds {fmt.CHECKPOINTS}/ or {fmt.INPUTS} but no {fmt.RUN_JSON}")
+            dirs[:] = []
+            continue
+        for name in sorted(dirs):
+            if (here / name).is_symlink() and (here / name / fmt.RUN_JSON).exists():
+                lines.append(f"{here / name}: skipped: a symbolic link to a run folder "
+                             "(links are not followed; open the run through its real path)")
+        dirs.sort()
+    return lines
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -169,13 +213,11 @@ def _scan(path: Path, strict: bool) -> tuple[Run | None, list[str]]:
     return run, problems
 
 
-def _read_bytes(file: Path) -> bytes:
+def _read_bytes(file: Path, max_bytes: int | None = None) -> bytes:
     try:
-        return file.read_bytes()
+        return atomic.read_regular(file, max_bytes)
     except FileNotFoundError:
         raise BayesiclError(f"{file}: missing") from None
-    except OSError as error:
-        raise BayesiclError(f"{file}: unreadable: {error.strerror or error}") from None
 
 
 def _read_meta(path: Path) -> tuple[dict[str, Any], Task]:
@@ -183,7 +225,7 @@ def _read_meta(path: Path) -> tuple[dict[str, Any], Task]:
     if not path.is_dir():
         raise BayesiclError(f"{path}: not a directory")
     try:
-        meta = json.loads(_read_bytes(file).decode())
+        meta = json.loads(_read_bytes(file, MAX_TEXT_BYTES).decode())
     except (UnicodeDecodeError, ValueError) as error:
         raise BayesiclError(f"{file}: corrupt JSON: {error}") from None
     if not isinstance(meta, dict):
@@ -208,6 +250,11 @@ def _read_meta(path: Path) -> tuple[dict[str, Any], Task]:
         seed_tuple(meta["seed"])
     except BayesiclError as error:
         raise BayesiclError(f"{file}: {error}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as error:   # e.g. "concentration": null
+        raise BayesiclError(f"{file}: invalid task settings {meta['task']}: {error}") from None
+    zipf = meta["zipf"]
+    if zipf is not None and (isinstance(zipf, bool) or not np.isfinite(zipf) or zipf < 0):
+        raise BayesiclError(f"{file}: zipf must be null or a finite number ≥ 0, got {zipf!r}")
     if meta["diversity"] < 1 or meta["eval_sequences"] < 1:
         raise BayesiclError(f"{file}: diversity and eval_sequences must be ≥ 1")
     if meta["dtype"] not in fmt.DTYPES:
@@ -238,13 +285,17 @@ def _check_identity(file: Path, attrs: dict[str, Any], meta: dict[str, Any]) -> 
 
 def _read_inputs(file: Path, meta: dict[str, Any], task: Task) -> dict[str, Any]:
     data = _read_bytes(file)
-    dataset = fmt.read_netcdf(file, data)
+    dataset = fmt.read_netcdf(file, data, fmt.input_limits(task, meta))
     _check_identity(file, dataset.attrs, meta)
     _check_splits(file, dataset, meta)
     try:
         pool_names = json.loads(dataset.attrs.get("pool_variables", ""))
-    except ValueError:
+    except (TypeError, ValueError):
         raise BayesiclError(f"{file}: missing or corrupt attribute 'pool_variables'") from None
+    if not isinstance(pool_names, list) or not pool_names \
+            or not set(map(str, pool_names)) <= set(fmt.values_per_item(task)[0]):
+        raise BayesiclError(f"{file}: attribute 'pool_variables' must list the pool variables of a "
+                            f"{task.family} run, got {pool_names!r}")
     missing = [n for n in [*pool_names, *fmt.required_input_keys(task)] if n not in dataset.variables]
     if missing:
         raise BayesiclError(f"{file}: missing field(s) {missing}")
@@ -306,7 +357,7 @@ def _checkpoint_files(directory: Path, strict: bool, problems: list[str]) -> lis
 
 def _read_checkpoint(file: Path, step: int, meta: dict[str, Any], task: Task) -> dict[str, Any]:
     data = _read_bytes(file)
-    dataset = fmt.read_netcdf(file, data)
+    dataset = fmt.read_netcdf(file, data, fmt.checkpoint_limits(task, meta))
     _check_identity(file, dataset.attrs, meta)
     if dataset.attrs.get("dtype") != meta["dtype"]:
         raise BayesiclError(f"{file}: settings mismatch with {fmt.RUN_JSON}: dtype is "
@@ -315,6 +366,8 @@ def _read_checkpoint(file: Path, step: int, meta: dict[str, Any], task: Task) ->
         raise BayesiclError(f"{file}: missing field 'outputs'")
     if "step" not in dataset.coords or dataset["step"].ndim != 0:
         raise BayesiclError(f"{file}: missing field 'step' (a scalar coordinate)")
+    if not np.issubdtype(dataset["step"].dtype, np.integer):
+        raise BayesiclError(f"{file}: step {dataset['step'].values} is not an integer")
     if int(dataset["step"].values) != step:
         raise BayesiclError(f"{file}: holds step {int(dataset['step'].values)}, but its name says {step}")
     outputs = dataset["outputs"]
@@ -338,17 +391,21 @@ def _read_checkpoint(file: Path, step: int, meta: dict[str, Any], task: Task) ->
             raise BayesiclError(f"{file}: outputs are not log-probabilities "
                                 f"(Σ exp is off from 1 by {worst:.3g})")
     train_loss = dataset.attrs.get("train_loss", np.nan)
+    if isinstance(train_loss, (str, bytes, bool, np.bool_)) or np.ndim(train_loss) != 0 \
+            or not np.issubdtype(np.asarray(train_loss).dtype, np.number):
+        raise BayesiclError(f"{file}: attribute train_loss must be a number, got {train_loss!r}")
     # Kept in the run's storage precision (float16 values are exact: they were rounded on write).
     values = values.astype(np.float16 if meta["dtype"] == "float16" else np.float32)
     return {"step": step, "name": file.name, "digest": hashlib.sha256(data).hexdigest(), "values": values,
-            "train_loss": float(train_loss) if np.ndim(train_loss) == 0 else np.nan}
+            "train_loss": float(train_loss)}
 
 
 def _read_loss(file: Path) -> pd.DataFrame:
-    if not file.exists():
+    if not os.path.lexists(file):
         return pd.DataFrame({"step": np.zeros(0, np.int64), "loss": np.zeros(0)})
+    data = _read_bytes(file, MAX_TEXT_BYTES)
     try:
-        table = pd.read_csv(file)
+        table = pd.read_csv(io.BytesIO(data))
     except Exception as error:
         raise BayesiclError(f"{file}: unreadable CSV: {str(error).splitlines()[0]}") from None
     if list(table.columns) != ["step", "loss"]:

@@ -6,6 +6,13 @@ one new, complete checkpoint file. A crash at any moment leaves every checkpoint
 readable; constructing the writer again on the same directory with the same settings reopens
 the run (resume).
 
+A run folder has one writer at a time: the writer holds an exclusive lock on RUN/writer.lock
+(`fcntl.flock`, released by the kernel when the process dies, so a crash never leaves it
+stuck) until `close()`; a second writer is refused in one line. Before every write the
+writer checks that run.json and inputs.nc are still the ones it opened, so a run whose
+settings were changed under it (by a process the lock cannot see, e.g. on another NFS
+client) is refused at the next write instead of being mixed.
+
 >>> import tempfile, numpy as np, bayesicl as bic
 >>> from bayesicl.runs import RunWriter, open_run
 >>> task = bic.task("urns", num_dims=3, context_length=4)
@@ -16,6 +23,7 @@ the run (resume).
 ...     w = RunWriter(f"{tmp}/run", task, pool, evals, seed=0)
 ...     w.log(20, {"id": uniform, "ood": uniform}, loss=1.1)
 ...     w.finish(wall_time_s=1.0)
+...     w.close()
 ...     run = open_run(f"{tmp}/run")
 ...     run.steps.tolist(), run.outputs.dims, run.complete
 ([20], ('step', 'split', 'sequence', 'position', 'token'), True)
@@ -24,7 +32,10 @@ the run (resume).
 from __future__ import annotations
 
 import datetime
+import io
 import json
+import os
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,12 +44,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .. import atomic
 from .._version import __version__
 from ..errors import BayesiclError
 from ..seeds import seed_tuple
 from ..tasks import Task
 from . import format as fmt
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, the settings check before each write remains
+    fcntl = None
+
+#: The lock file a writer holds for as long as it is open.
+LOCK_FILE = "writer.lock"
 #: |Σ exp(log p) − 1| allowed in a logged distribution (float16 rounding, fp16 softmax).
 NORMALIZATION_TOLERANCE = 2e-2
 
@@ -50,12 +69,15 @@ class RunWriter:
     evaluation batches {"id", "ood"(, "iwl")} as from `task.eval_sets`. `diversity` defaults
     to the pool size, `config` is the preset/recipe (a JSON-able dict), `dtype` the storage
     precision of the outputs ("float32" or "float16"), `zipf` the task-sampling exponent.
+    `exist_ok=False` refuses a run that already exists instead of reopening it (decided
+    under the lock, so two processes creating the same run cannot both succeed).
     """
 
     def __init__(self, path: str | Path, task: Task, pool: Any,
                  eval_sets: Mapping[str, Mapping[str, Any]], *, diversity: int | None = None,
                  seed: int | Sequence[int] = 0, config: Mapping[str, Any] | None = None,
-                 dtype: str = "float32", zipf: float | None = None, device: str | None = None):
+                 dtype: str = "float32", zipf: float | None = None, device: str | None = None,
+                 exist_ok: bool = True):
         if not isinstance(task, Task):
             raise BayesiclError(f"RunWriter: task must be a bayesicl Task, got {type(task).__name__}")
         self.path = Path(path)
@@ -89,10 +111,79 @@ class RunWriter:
         inputs = fmt.inputs_dataset(task, self.pool, {s: eval_sets[s] for s in self.splits},
                                     list(self.splits), self.meta)
         self._losses: dict[int, float] = {}
-        if (self.path / fmt.RUN_JSON).exists():
-            self._reopen(inputs)
-        else:
-            self._create(inputs)
+        self._lock_fd: int | None = None
+        self._lock()
+        try:
+            if os.path.lexists(self.path / fmt.RUN_JSON):
+                if not exist_ok:
+                    raise BayesiclError(f"{self.path}: the run already exists; pass --resume to continue "
+                                        "it or choose another --out")
+                self._reopen(inputs)
+            else:
+                self._create(inputs)
+            self._opened = self._signature()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- ownership -----------------------------------------------------------------------------
+    def _lock(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise BayesiclError(f"{self.path}: exists and is not a folder") from None
+        if fcntl is None:
+            return
+        lock = self.path / LOCK_FILE
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise BayesiclError(f"{self.path}: the run is being written by another process (pid {holder}); "
+                                "wait for it to finish, or write into another --out") from None
+        except OSError:    # a file system without locks: the check before each write remains
+            os.close(fd)
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self._release = weakref.finalize(self, os.close, fd)   # a dropped writer frees its run
+
+    def close(self) -> None:
+        """Release the run folder (the writer cannot log any more); idempotent."""
+        if self._lock_fd is not None:
+            self._release()
+            self._lock_fd = None
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _signature(self) -> tuple[Any, ...]:
+        """What must not change under an open writer: run.json's settings and inputs.nc's file."""
+        meta = _read_meta_json(self.path / fmt.RUN_JSON)
+        stable = {k: v for k, v in meta.items() if k not in fmt.VOLATILE_FIELDS}
+        info = os.stat(self.path / fmt.INPUTS)
+        return stable, (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def _check_owner(self, target: Path) -> None:
+        if fcntl is not None and self._lock_fd is None:
+            raise BayesiclError(f"{target}: this writer was closed; reopen the run to log into it")
+        try:
+            now = self._signature()
+        except (OSError, BayesiclError) as error:
+            raise BayesiclError(f"{self.path}: the run changed under this writer ({error}); "
+                                "refusing to write into it") from None
+        if now != self._opened:
+            keys = sorted(k for k in now[0].keys() | self._opened[0].keys()
+                          if now[0].get(k) != self._opened[0].get(k))
+            what = f"run.json fields {keys}" if keys else f"{fmt.INPUTS} was rewritten"
+            raise BayesiclError(f"{self.path}: the run's settings changed since this writer opened it "
+                                f"({what}); another training wrote here; refusing to mix them")
 
     # -- creating / reopening ----------------------------------------------------------------
     def _create(self, inputs: xr.Dataset) -> None:
@@ -107,10 +198,7 @@ class RunWriter:
 
     def _reopen(self, inputs: xr.Dataset) -> None:
         meta_path = self.path / fmt.RUN_JSON
-        try:
-            old = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as error:
-            raise BayesiclError(f"{meta_path}: cannot reopen the run, unreadable JSON: {error}") from None
+        old = _read_meta_json(meta_path)
         if not isinstance(old, dict) or old.get("format") != fmt.FORMAT or old.get("version") != fmt.VERSION:
             raise BayesiclError(f"{meta_path}: not a {fmt.FORMAT} version {fmt.VERSION} run; cannot reopen it")
         for key in ("task", "diversity", "seed", "zipf", "output_kind", "dtype", "eval_sequences", "splits"):
@@ -125,18 +213,19 @@ class RunWriter:
             raise BayesiclError(f"{meta_path}: the run exists with a different config "
                                 f"(fields {keys}); use another directory")
         inputs_path = self.path / fmt.INPUTS
-        if not inputs_path.exists():
+        if not os.path.lexists(inputs_path):
             raise BayesiclError(f"{inputs_path}: missing; cannot reopen the run")
-        stored = fmt.read_netcdf(inputs_path, inputs_path.read_bytes())
+        stored = fmt.read_netcdf(inputs_path, atomic.read_regular(inputs_path),
+                                 {name: variable.size for name, variable in inputs.variables.items()})
         for name, variable in inputs.variables.items():
             if name not in stored.variables or not np.array_equal(stored[name].values, variable.values):
                 raise BayesiclError(f"{inputs_path}: variable {name!r} differs from the pool or "
                                     "evaluation sets given; use another directory")
         self.meta = old
         loss_path = self.path / fmt.LOSS_CSV
-        if loss_path.exists():
+        if os.path.lexists(loss_path):
             try:
-                table = pd.read_csv(loss_path)
+                table = pd.read_csv(io.BytesIO(atomic.read_regular(loss_path)))
                 self._losses = {int(s): float(v) for s, v in zip(table["step"], table["loss"])}
             except Exception as error:
                 raise BayesiclError(f"{loss_path}: unreadable loss curve: {error}") from None
@@ -158,7 +247,9 @@ class RunWriter:
         checkpoint file, and append `loss` (this step's training loss, or the (step, loss)
         pairs since the last log) to loss.csv. Outputs per split: urns/markov (B, T, d)
         log-probabilities, regression (B, T) predictions, classification (B, L) log-probs.
-        Nothing is written unless everything is valid; an existing step is never rewritten."""
+        Nothing is written unless everything is valid; an existing step is never rewritten.
+        loss.csv is written before the checkpoint, so that a crash between the two leaves
+        losses ahead of the checkpoints (rewritten identically on resume), never behind."""
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise BayesiclError(f"RunWriter.log: step must be a non-negative integer, got {step!r}")
         step = int(step)
@@ -167,6 +258,7 @@ class RunWriter:
             raise BayesiclError(f"{target}: step {step} is already logged; checkpoints are never rewritten")
         values = self._check_outputs(outputs, target)
         new_losses = _loss_pairs(loss, step, target)
+        self._check_owner(target)
 
         attrs = fmt.file_attrs(self.meta)
         attrs.update(dtype=self.dtype, output_kind=self.meta["output_kind"])
@@ -175,13 +267,25 @@ class RunWriter:
         checkpoint = xr.Dataset(
             {"outputs": (("split", "sequence", *fmt.output_dims(self.task)), values)},
             coords={"split": list(self.splits), "step": np.int64(step)}, attrs=attrs)
-        fmt.write_atomic(target, fmt.netcdf_bytes(checkpoint, ("outputs",)))
+        data = fmt.netcdf_bytes(checkpoint, ("outputs",))
+        if new_losses or not (self.path / fmt.LOSS_CSV).exists():
+            self._write_losses(new_losses)
+        fmt.write_atomic(target, data)
 
-        loss_path = self.path / fmt.LOSS_CSV
-        if new_losses or not loss_path.exists():
-            self._losses.update(new_losses)
-            lines = ["step,loss"] + [f"{s},{_shortest(self._losses[s])}" for s in sorted(self._losses)]
-            fmt.write_atomic(loss_path, ("\n".join(lines) + "\n").encode())
+    def record_losses(self, loss: Sequence[tuple[int, float]]) -> None:
+        """Add to loss.csv the (step, loss) pairs of steps it lacks (a resumed run that
+        recomputes steps whose checkpoint a crash left on disk without their losses)."""
+        pairs = _loss_pairs(loss, 0, self.path / fmt.LOSS_CSV)
+        missing = {s: v for s, v in pairs.items() if s not in self._losses}
+        if missing:
+            self._check_owner(self.path / fmt.LOSS_CSV)
+            self._write_losses(missing)
+
+    def _write_losses(self, new_losses: Mapping[int, float]) -> None:
+        losses = {**self._losses, **new_losses}
+        lines = ["step,loss"] + [f"{s},{_shortest(losses[s])}" for s in sorted(losses)]
+        fmt.write_atomic(self.path / fmt.LOSS_CSV, ("\n".join(lines) + "\n").encode())
+        self._losses = losses
 
     def _check_outputs(self, outputs: Mapping[str, Any], target: Path) -> np.ndarray:
         if not isinstance(outputs, Mapping) or set(outputs) != set(self.splits):
@@ -207,6 +311,7 @@ class RunWriter:
     def finish(self, wall_time_s: float | None = None, extra: Mapping[str, Any] | None = None) -> None:
         """Mark the run complete in run.json (atomically), with its wall time and any `extra`
         JSON-able facts (merged into run.json["extra"])."""
+        self._check_owner(self.path / fmt.RUN_JSON)
         meta = dict(self.meta)
         meta["complete"] = True
         meta["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -218,6 +323,17 @@ class RunWriter:
             meta["extra"] = {**(meta.get("extra") or {}), **fmt.to_json(dict(extra), "RunWriter.finish: extra")}
         fmt.write_atomic(self.path / fmt.RUN_JSON, fmt.json_bytes(meta))
         self.meta = meta
+        self._opened = self._signature()
+
+
+def _read_meta_json(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(atomic.read_regular(path, 1 << 26).decode())
+    except (OSError, ValueError) as error:
+        raise BayesiclError(f"{path}: cannot reopen the run, unreadable JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise BayesiclError(f"{path}: cannot reopen the run: not a JSON object")
+    return meta
 
 
 def _check_eval_sets(task: Task, eval_sets: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:

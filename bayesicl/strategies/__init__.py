@@ -1,6 +1,6 @@
-"""Closed-form Bayesian strategies (SPEC §3), their losses (§4) and complexities (§5).
+"""Closed-form Bayesian strategies (docs/model.md#strategies), their losses (docs/model.md#strategy-loss) and complexities (docs/model.md#complexity).
 
-A strategy is called exactly like a logged transformer: a batch (SPEC §15 keys) in, the
+A strategy is called exactly like a logged transformer: a batch (docs/model.md#batches) in, the
 outputs in the same layout out, so the rational model never asks "network or baseline?".
 
 >>> import bayesicl as bic
@@ -19,23 +19,27 @@ then treat it like a built-in family (examples/add_a_task_family.py).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from typing import Any
 
 from ..errors import BayesiclError
 from ..tasks import Task, sampling_probabilities
 from ..tasks import task as _task
-from . import classification, regression, urns
-from .base import KINDS, Strategy, register
-from .loss import loss, median_of_means, per_position_loss, register_loss
+from . import classification, markov, regression, urns
+from .base import FAMILY_MODULES, KINDS, Strategy, register
+from .complexity import complexity
+from .loss import (PairedLosses, loss, median_of_means, median_of_means_se, paired_losses,
+                   per_position_loss, register_loss, sequence_losses)
 
 
 def memorizing(task: Task | str, pool: Any, *, zipf: float | None = None,
-               probabilities: Any | None = None) -> Strategy:
+               probabilities: Any | None = None, order: int | None = None) -> Strategy:
     """M: the Bayes predictor whose prior is the training pool (uniform, or the Zipf law).
 
     Give either the `zipf` exponent the sequences were sampled with (its prior is then
-    p_i ∝ (i+1)^(−z)) or explicit pool `probabilities`; neither means uniform.
+    p_i ∝ (i+1)^(−z)) or explicit pool `probabilities`; neither means uniform. `order` picks
+    the markov rule: 2 (M2, bigram, the default) or 1 (M1, unigram); other families have none.
 
     >>> import bayesicl as bic
     >>> task = bic.task("regression", num_dims=8, context_length=16)
@@ -47,17 +51,20 @@ def memorizing(task: Task | str, pool: Any, *, zipf: float | None = None,
         raise BayesiclError("memorizing(): give the Zipf exponent or the pool probabilities, not both")
     if zipf is not None:
         probabilities = sampling_probabilities(task.pool_size(task.validate_pool(pool)), zipf)
-    return Strategy("memorizing", task, pool, probabilities)
+    return Strategy("memorizing", task, pool, probabilities, order=order)
 
 
-def generalizing(task: Task | str) -> Strategy:
-    """G: the Bayes predictor under the task's true prior (Dirichlet mean, ridge, copying).
+def generalizing(task: Task | str, *, order: int | None = None) -> Strategy:
+    """G: the Bayes predictor under the task's true prior (Dirichlet mean, ridge, copying);
+    for markov `order` 2 (G2, transition counts, the default) or 1 (G1, state counts).
 
     >>> import bayesicl as bic
     >>> generalizing(bic.task("classification", num_dims=8, context_length=16)).name
     'G'
+    >>> generalizing(bic.task("markov", num_states=4, context_length=16), order=1).name
+    'G1'
     """
-    return Strategy("generalizing", _task(task))
+    return Strategy("generalizing", _task(task), order=order)
 
 
 def constant(task: Task | str) -> Strategy:
@@ -74,7 +81,9 @@ def for_task(task: Task | str, pool: Any, names: Iterable[str] = ("memorizing", 
              *, zipf: float | None = None) -> dict[str, Strategy]:
     """The named strategies for one (task, pool), keyed by the names given.
 
-    A name is a kind ("memorizing", "generalizing", "constant") or its short form (M, G, C).
+    A name is a kind ("memorizing", "generalizing", "constant") or its short form (M, G, C);
+    for a family with several orders (markov) the short form carries the order: M1, M2, G1,
+    G2 (a bare kind is the family's default order).
 
     >>> import bayesicl as bic
     >>> task = bic.task("urns", num_dims=8, context_length=16)
@@ -85,27 +94,46 @@ def for_task(task: Task | str, pool: Any, names: Iterable[str] = ("memorizing", 
     by_short_name = {short: kind for kind, short in KINDS.items()}
     out = {}
     for name in names:
-        kind = by_short_name.get(name, name)
+        kind, order = by_short_name.get(name, name), None
+        if kind not in KINDS and name[:1] in by_short_name and name[1:].isdigit():
+            kind, order = by_short_name[name[:1]], int(name[1:])
         if kind == "memorizing":
-            out[name] = memorizing(task, pool, zipf=zipf)
+            out[name] = memorizing(task, pool, zipf=zipf, order=order)
         elif kind in KINDS:
-            out[name] = Strategy(kind, task)
+            out[name] = Strategy(kind, task, order=order)
         else:
-            raise BayesiclError(f"unknown strategy {name!r}; known: {', '.join([*KINDS, *by_short_name])}")
+            raise BayesiclError(f"unknown strategy {name!r}; known: {', '.join([*KINDS, *by_short_name])}"
+                                " (and M1, M2, G1, G2 for markov)")
     return out
 
 
-try:  # K_s lives beside the canonical sources (written separately); import it when present.
-    from .complexity import complexity
-except ModuleNotFoundError as error:
-    if error.name != f"{__name__}.complexity":
-        raise
+def default_strategies(task: Task | str) -> tuple[str, ...]:
+    """The strategies a fit uses unless told otherwise: M and G, or the family's own set
+    (markov: M2, G2, M1, G1).
 
-    def complexity(strategy: Strategy, *args: Any, **kwargs: Any) -> float:
-        """K_s in bits (SPEC §5); unavailable until bayesicl/strategies/complexity.py exists."""
-        raise BayesiclError("strategy complexity is not available: bayesicl/strategies/complexity.py is missing")
+    >>> import bayesicl as bic
+    >>> default_strategies(bic.task("markov", num_states=4, context_length=8))
+    ('M2', 'G2', 'M1', 'G1')
+    """
+    module = FAMILY_MODULES.get(_task(task).family)
+    found = getattr(importlib.import_module(module), "DEFAULT_STRATEGIES", None) if module else None
+    return tuple(found) if found else ("memorizing", "generalizing")
 
 
-__all__ = ["Strategy", "KINDS", "memorizing", "generalizing", "constant", "for_task", "loss",
-           "per_position_loss", "median_of_means", "complexity", "urns", "regression",
+def weight_groups(task: Task | str) -> dict[str, tuple[str, ...]]:
+    """Named sums of strategy weights the family reports (markov: w_mem = w_M1 + w_M2,
+    w_bigram = w_M2 + w_G2; none for the other families).
+
+    >>> import bayesicl as bic
+    >>> weight_groups(bic.task("markov", num_states=4, context_length=8))["w_bigram"]
+    ('M2', 'G2')
+    """
+    module = FAMILY_MODULES.get(_task(task).family)
+    return dict(getattr(importlib.import_module(module), "WEIGHT_GROUPS", {})) if module else {}
+
+
+__all__ = ["Strategy", "KINDS", "memorizing", "generalizing", "constant", "for_task",
+           "default_strategies", "weight_groups", "markov", "loss",
+           "per_position_loss", "median_of_means", "median_of_means_se", "paired_losses",
+           "PairedLosses", "sequence_losses", "complexity", "urns", "regression",
            "classification", "register", "register_loss"]

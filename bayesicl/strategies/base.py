@@ -2,7 +2,7 @@
 
 A strategy is a frozen description — which Bayes rule (`kind`), for which task, with which
 prior (the pool for M, the task's own prior for G and C) — plus a call that maps a batch
-(SPEC §15 keys) to the outputs in the layout the logged transformer uses:
+(keys: docs/model.md#batches) to the outputs in the layout the logged transformer uses:
 
 - urns: probabilities (B, T, d), row t predicting x_{t+1} from x_1..x_t;
 - regression: predictions (B, T), entry t predicting y_t from x_t and the pairs before it;
@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import BayesiclError
 from ..tasks import Task
 
-#: The strategy kinds and their short names (SPEC §3).
+#: The strategy kinds and their short names (docs/model.md#strategies).
 KINDS: dict[str, str] = {"memorizing": "M", "generalizing": "G", "constant": "C"}
 
 #: Task families with closed-form strategies, and the module holding each family's kernels.
@@ -46,6 +46,7 @@ FAMILY_MODULES: dict[str, str] = {
     "urns": "bayesicl.strategies.urns",
     "regression": "bayesicl.strategies.regression",
     "classification": "bayesicl.strategies.classification",
+    "markov": "bayesicl.strategies.markov",
 }
 
 
@@ -78,7 +79,7 @@ def register(family: str, kind: str, build: Callable[[Task, Any], Callable[[Mapp
     per `Strategy` (pool: the D training tasks for M, None for G and C) and returns a
     callable batch → probabilities in the layout the family's transformer logs (the evidence
     and the fit treat every family but regression as distributions). For the complexity K_s
-    (SPEC §5), `source` is the strategy's short canonical reference implementation, a string
+    (docs/model.md#complexity), `source` is the strategy's short canonical reference implementation, a string
     or a function/class whose source is read with `inspect` (K_code: normalized and
     compressed as the built-in canonical sources are), and `parameters(task, pool)` returns
     the prior parameters serialized for K_data (float64, C order); for M it defaults to the
@@ -176,9 +177,12 @@ def _source_text(source: str | Callable) -> str:
 class Strategy:
     """One Bayes rule for one task: `kind` ∈ {"memorizing", "generalizing", "constant"}.
 
-    `pool` is the memorizing strategy's prior support (the D training tasks; None for G and
-    C) and `probabilities` its prior weights over the pool: None means uniform, a Zipf
-    sampling distribution p makes the prior p (SPEC §3). Both are validated on construction.
+    `order` picks one of several M (or G) rules of a family whose kernel module declares
+    `ORDERS` (markov: 1 = unigram, 2 = bigram; None means the module's `DEFAULT_ORDER`); it is
+    None for every other family and for C. `pool` is the memorizing strategy's prior support
+    (the D training tasks; None for G and C) and `probabilities` its prior weights over the
+    pool: None means uniform, a Zipf sampling distribution p makes the prior p
+    (docs/model.md#strategies). Both are validated on construction.
 
     >>> import bayesicl as bic
     >>> task = bic.task("regression", num_dims=2, context_length=3)
@@ -191,12 +195,14 @@ class Strategy:
     task: Task
     pool: Any | None = None
     probabilities: np.ndarray | None = None
+    order: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise BayesiclError(f"unknown strategy kind {self.kind!r}; known: {', '.join(KINDS)}")
         if not isinstance(self.task, Task):
             raise BayesiclError(f"strategy task must be a bayesicl Task, got {type(self.task).__name__}")
+        object.__setattr__(self, "order", _check_order(self.task.family, self.kind, self.order))
         if self.task.family not in FAMILY_MODULES:
             if (self.task.family, self.kind) not in REGISTERED:
                 have = [k for (f, k) in REGISTERED if f == self.task.family]
@@ -221,8 +227,13 @@ class Strategy:
 
     @property
     def name(self) -> str:
-        """Short name: "M", "G" or "C"."""
-        return KINDS[self.kind]
+        """Short name: "M", "G" or "C", with the order where the family has several ("M2")."""
+        return KINDS[self.kind] + ("" if self.order is None else str(self.order))
+
+    @property
+    def rule(self) -> str:
+        """The kind with its order ("memorizing2"), as the canonical sources are named."""
+        return self.kind + ("" if self.order is None else str(self.order))
 
     @property
     def output_kind(self) -> str:
@@ -247,10 +258,14 @@ class Strategy:
     def _prior(self) -> Any:
         # The memorizing prior as the family's kernel takes it (JAX arrays of the pool and the
         # log prior weights), built once; cached_property writes to __dict__, frozen is kept.
-        return self._family.memorizing_prior(self.task, self.pool, self.probabilities)
+        return self._family.memorizing_prior(self.task, self.pool, self.probabilities, **self._order)
+
+    @property
+    def _order(self) -> dict[str, int]:
+        return {} if self.order is None else {"order": self.order}
 
     def __call__(self, batch: Mapping[str, Any], *, log: bool = False) -> np.ndarray:
-        """Outputs on `batch` in the SPEC §15 layout (see the module docstring).
+        """Outputs on `batch` in the layout of docs/model.md#batches (see the module docstring).
 
         dtype: float32 for the urns memorizing strategy, float64 for every other one (see
         docs/decisions.md, "Strategy dtypes"), registered strategies included. With
@@ -259,14 +274,14 @@ class Strategy:
         if log:
             return self.log_probs(batch)
         if not isinstance(batch, Mapping):
-            raise BayesiclError(f"a strategy takes a batch mapping (SPEC §15 keys), got {type(batch).__name__}")
+            raise BayesiclError(f"a strategy takes a batch mapping (keys as in docs/model.md#batches), got {type(batch).__name__}")
         self.task.validate_batch(batch)
         if np.shape(batch[self.task.input_keys[0]])[0] == 0:
             raise BayesiclError(f"{self.task.family} batch holds no sequences")
         if self.task.family not in FAMILY_MODULES:
             return self._registered_outputs(batch)
         prior = self._prior if self.kind == "memorizing" else None
-        return self._family.outputs(self.kind, self.task, prior, batch)
+        return self._family.outputs(self.kind, self.task, prior, batch, **self._order)
 
     def _registered_outputs(self, batch: Mapping[str, Any]) -> np.ndarray:
         outputs = np.asarray(self._registered(batch))
@@ -285,7 +300,7 @@ class Strategy:
 
         float64 logs of the returned probabilities (also for the float32 M of urns), each
         floored at the smallest normal number of the probabilities' dtype, so the result is
-        finite; classification logs its clamped probabilities (SPEC §3.3).
+        finite; classification logs its clamped probabilities (docs/model.md#classification-strategies).
         """
         if self.output_kind != "probabilities":
             raise BayesiclError(f"{self.task.family} strategies output predictions, not probabilities")
@@ -294,8 +309,24 @@ class Strategy:
 
     def __repr__(self) -> str:
         size = "" if self.pool is None else f", D={self.diversity}"
+        size = size if self.order is None else f", order {self.order}{size}"
         prior = "" if self.probabilities is None else ", weighted prior"
         return f"Strategy({self.name}: {self.kind}, {self.task.family}{size}{prior})"
+
+
+def _check_order(family: str, kind: str, order: Any) -> int | None:
+    """The strategy's order: one of the family module's ORDERS for M and G, else None."""
+    module = FAMILY_MODULES.get(family)
+    orders = getattr(importlib.import_module(module), "ORDERS", None) if module else None
+    if orders is None or kind == "constant":
+        if order is not None:
+            raise BayesiclError(f"the {family} {kind} strategy takes no order, got {order!r}")
+        return None
+    if order is None:
+        return int(importlib.import_module(module).DEFAULT_ORDER)
+    if isinstance(order, bool) or order not in orders:
+        raise BayesiclError(f"{family} strategies have order {' or '.join(map(str, orders))}, got {order!r}")
+    return int(order)
 
 
 def _validate_probabilities(probabilities: Any, size: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Few-shot classification strategies (SPEC §3.3): label probabilities (B, L) for the query.
+"""Few-shot classification strategies (docs/model.md#classification-strategies): label probabilities (B, L) for the query.
 
 The query x_q is the last item of `x` (B, T, d); the context is items 0..T−2 with their labels.
 Items are noisy copies x = (μ + √ε·n)/√(1+ε), n ~ N(0, I/d), of exemplars μ ~ N(0, I/d).
@@ -12,7 +12,7 @@ All three compute in float64.
 - C: uniform 1/L.
 
 Both weightings are softmaxes of log-densities (log space). Outputs are clamped to
-[1e-5, 1 − 1e-5] (the paper's convention, SPEC §3.3); with L = 2 the clamped pair still sums
+[1e-5, 1 − 1e-5] (the paper's convention, docs/model.md#classification-strategies); with L = 2 the clamped pair still sums
 to 1, with L > 2 the clamped vector is renormalized.
 
 >>> import numpy as np
@@ -36,7 +36,7 @@ import numpy as np
 
 from .base import in_chunks
 
-#: SPEC §3.3: probabilities are kept in [CLAMP, 1 − CLAMP].
+#: docs/model.md#classification-strategies: probabilities are kept in [CLAMP, 1 − CLAMP].
 CLAMP = 1e-5
 
 _ELEMENTS_PER_CHUNK = 2**20

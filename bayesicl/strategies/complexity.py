@@ -1,4 +1,4 @@
-"""Strategy complexity K_s(D) in bits (SPEC §5): K_s = K_code(s) + K_data(s, D).
+"""Strategy complexity K_s(D) in bits (docs/model.md#complexity): K_s = K_code(s) + K_data(s, D).
 
 Both terms are compressed sizes, an upper bound on description length:
 
@@ -18,9 +18,21 @@ Both terms are compressed sizes, an upper bound on description length:
   same way from the source and the prior parameters they were registered with.
 
 Compressed size = 8 × the fewest bytes among lzma (preset 9 | extreme), bz2 (level 9), zlib
-(level 9), zstd (level 22, single-threaded) and the raw bytes. `paper_compatible=True` follows
-the paper's code instead: brotli (quality 11) joins the compressors when it is installed, the
-regression pool is serialized as float32 and the urns G prior as int64 (docs/decisions.md).
+(level 9), zstd (level 22, single-threaded) and the raw bytes.
+
+`paper_compatible=True` reproduces the K of the paper's code (Wurgaft et al. 2025,
+`compression_utils.py` and the strategies' `prior` attributes) instead, so that α, β, γ can
+be compared with the paper's: the compressors are raw, lzma, bz2, brotli (quality 11) and
+zstd (22), no zlib, plus for K_data "delta + brotli" (brotli of `np.diff(a,
+prepend=a.flat[0])`, the element-to-element differences along the last axis); the prior
+parameters are stored as the paper's strategies hold them: urns M the float64 pool, G and C
+the int64 Dirichlet pseudo-counts; regression M the pool as float32, G and C the int64
+prior (mean, variance) = (0, 1); classification M the float64 pool with labels, G and C
+(mean, variance) = (0, 1/d) as float64. K_code is the paper's for the strategies whose
+class source the paper measured (`PAPER_CODE_BITS`: urns M 4 784 bits, G 4 328 bits) and
+otherwise the canonical source compressed with the paper's text compressors (brotli in
+text mode). Under it, for urns with d = 8, K_G = 4 416 bits and K_M(4) = 6 832 bits, the
+paper's values. α, β, γ fitted under one convention are not comparable with the other's.
 
 >>> import bayesicl as bic
 >>> task = bic.task("urns", num_dims=8, context_length=16)
@@ -37,6 +49,7 @@ from __future__ import annotations
 import ast
 import bz2
 import hashlib
+import importlib
 import io
 import json
 import lzma
@@ -58,7 +71,7 @@ from ..errors import BayesiclError
 CANONICAL_DIR = Path(__file__).with_name("canonical")
 KCODE_PATH = CANONICAL_DIR / "kcode.json"
 
-#: SPEC §5 compressors, bytes → compressed bytes; the raw size is always a candidate too.
+#: The compressors of docs/model.md#complexity, bytes → compressed bytes; the raw size is always a candidate too.
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     "lzma": lambda data: lzma.compress(data, preset=9 | lzma.PRESET_EXTREME),
     "bz2": lambda data: bz2.compress(data, compresslevel=9),
@@ -71,26 +84,30 @@ _LAYOUT_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDE
                   tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
 
 
-def compressors(*, paper_compatible: bool = False) -> dict[str, Callable[[bytes], bytes]]:
-    """The compressors K is minimized over: SPEC §5's, plus brotli for the paper's choice.
+#: K_code in bits of the strategies the paper measured from its own class sources
+#: (BayesianAveragingCategoricalSequence, PosteriorMeanCategoricalSequence); used under
+#: paper_compatible. With the paper's K_data they give its K_G = 4 416 and K_M(4) = 6 832 bits.
+PAPER_CODE_BITS: dict[tuple[str, str], float] = {("urns", "memorizing"): 4784.0,
+                                                 ("urns", "generalizing"): 4328.0}
 
-    Brotli is optional: with `paper_compatible=True` it is used when the `brotli` package is
-    importable and silently omitted otherwise (kcode.json records which set was used).
 
-    >>> sorted(compressors())
-    ['bz2', 'lzma', 'zlib', 'zstd']
+def compressors(*, paper_compatible: bool = False, text: bool = False) -> dict[str, Callable[[bytes], bytes]]:
+    """The compressors K is minimized over: those of docs/model.md#complexity, or the paper's.
+
+    The paper's are lzma, bz2, brotli (quality 11; text mode for source code, `text=True`,
+    generic mode for arrays) and zstd (22), without zlib.
+
+    >>> sorted(compressors()), sorted(compressors(paper_compatible=True))
+    (['bz2', 'lzma', 'zlib', 'zstd'], ['brotli', 'bz2', 'lzma', 'zstd'])
     """
     chosen = dict(COMPRESSORS)
     if paper_compatible:
-        try:
-            import brotli
-        except ImportError:
-            return chosen
-        chosen["brotli"] = lambda data: brotli.compress(data, quality=11)
+        del chosen["zlib"]
+        chosen["brotli"] = lambda data: _brotli(data, text)
     return chosen
 
 
-def compressed_bits(data: bytes, *, paper_compatible: bool = False) -> float:
+def compressed_bits(data: bytes, *, paper_compatible: bool = False, text: bool = False) -> float:
     """Compressed size of `data` in bits: 8 × min(raw bytes, each compressor's output bytes).
 
     >>> compressed_bits(b"")
@@ -102,8 +119,31 @@ def compressed_bits(data: bytes, *, paper_compatible: bool = False) -> float:
         raise BayesiclError(f"compressed_bits() takes bytes, got {type(data).__name__}")
     data = bytes(data)
     sizes = [len(data)] + [len(compress(data)) for compress in
-                           compressors(paper_compatible=paper_compatible).values()]
+                           compressors(paper_compatible=paper_compatible, text=text).values()]
     return 8.0 * min(sizes)
+
+
+def array_bits(array: np.ndarray, *, paper_compatible: bool = False) -> float:
+    """Compressed size in bits of an array's C-order bytes; the paper's convention also tries
+    delta + brotli, brotli of the differences ``np.diff(array, prepend=array.flat[0])``.
+
+    >>> array_bits(np.arange(64, dtype="<i8")) > array_bits(np.arange(64, dtype="<i8"), paper_compatible=True)
+    True
+    """
+    array = np.ascontiguousarray(array)
+    bits = compressed_bits(array.tobytes(order="C"), paper_compatible=paper_compatible)
+    if paper_compatible and array.size and array.dtype.kind in "iufc":
+        delta = np.diff(array, prepend=array.flat[0])
+        bits = min(bits, 8.0 * len(_brotli(np.ascontiguousarray(delta).tobytes(order="C"), False)))
+    return bits
+
+
+def _brotli(data: bytes, text: bool) -> bytes:
+    try:
+        import brotli
+    except ImportError:
+        raise BayesiclError("the paper's K convention needs the brotli package: pip install brotli") from None
+    return brotli.compress(data, quality=11, mode=brotli.MODE_TEXT if text else brotli.MODE_GENERIC)
 
 
 # -- K_code ------------------------------------------------------------------------------------
@@ -113,7 +153,7 @@ def normalized_source(source: str) -> str:
 
     Parse with `ast`, drop module/class/function docstrings, `ast.unparse`, tokenize, drop
     COMMENT/NL/NEWLINE/INDENT/DEDENT/ENCODING/ENDMARKER tokens, join the token strings and
-    remove every whitespace character (SPEC §5).
+    remove every whitespace character (docs/model.md#complexity).
 
     >>> normalized_source('def f(x):\\n    "Doc."\\n    return x + 1  # why\\n')
     'deff(x):returnx+1'
@@ -149,7 +189,8 @@ def measure_code_lengths() -> dict[str, Any]:
 
     Returns {"python", "compressors", "paper_compatible_compressors", "strategies":
     {family: {kind: {"source", "sha256", "normalized_bytes", "bits", "paper_compatible_bits"}}}}
-    where sha256 is of the normalized source (UTF-8).
+    where sha256 is of the normalized source (UTF-8) and paper_compatible_bits uses the
+    paper's text compressors (`PAPER_CODE_BITS` replaces it where the paper measured K_code).
     """
     strategies: dict[str, dict[str, Any]] = {}
     for (family, kind), path in canonical_sources().items():
@@ -159,7 +200,7 @@ def measure_code_lengths() -> dict[str, Any]:
             "sha256": hashlib.sha256(code).hexdigest(),
             "normalized_bytes": len(code),
             "bits": compressed_bits(code),
-            "paper_compatible_bits": compressed_bits(code, paper_compatible=True),
+            "paper_compatible_bits": compressed_bits(code, paper_compatible=True, text=True),
         }
     return {
         "python": ".".join(map(str, sys.version_info[:3])),
@@ -173,24 +214,29 @@ def source_length(source: str, *, paper_compatible: bool = False) -> float:
     """K_code of a canonical source text in bits: `compressed_bits` of `normalized_source`.
 
     This is how every stored value in kcode.json was measured, and how the sources of
-    registered strategies are.
+    registered strategies are (`paper_compatible`: with the paper's text compressors).
 
     >>> source_length("def predict(d):\\n    return [1 / d] * d  # uniform\\n")   # 27 bytes, raw
     216.0
     """
-    return compressed_bits(normalized_source(source).encode("utf-8"), paper_compatible=paper_compatible)
+    return compressed_bits(normalized_source(source).encode("utf-8"), paper_compatible=paper_compatible,
+                           text=paper_compatible)
 
 
 def code_length(family: str, kind: str, *, paper_compatible: bool = False) -> float:
     """K_code(s) in bits, as stored in canonical/kcode.json for (family, kind).
 
     A strategy plugged in with `bayesicl.strategies.register` is measured from the source
-    it was registered with (`source_length`).
+    it was registered with (`source_length`). With `paper_compatible`, the paper's own value
+    where it measured one (`PAPER_CODE_BITS`).
 
-    >>> code_length("urns", "memorizing") > 0
-    True
+    >>> code_length("urns", "memorizing") > 0, code_length("urns", "memorizing", paper_compatible=True)
+    (True, 4784.0)
     """
     from .base import REGISTERED
+
+    if paper_compatible and (str(family), str(kind)) in PAPER_CODE_BITS:
+        return PAPER_CODE_BITS[(str(family), str(kind))]
 
     registered = REGISTERED.get((str(family), str(kind)))
     if registered is not None:
@@ -213,7 +259,8 @@ def code_length(family: str, kind: str, *, paper_compatible: bool = False) -> fl
 # -- K_data ------------------------------------------------------------------------------------
 
 def prior_parameters(strategy: Any, *, paper_compatible: bool = False) -> np.ndarray:
-    """The array whose bytes K_data compresses (module docstring; dtype float64 unless paper).
+    """The array whose bytes K_data compresses (module docstring; the paper's dtypes if
+    `paper_compatible`).
 
     Reads only `strategy.kind`, `strategy.task` and, for M, `strategy.pool` (and the prior
     weights `strategy.probabilities` if set: a weighted M prior appends them as a column). A
@@ -229,6 +276,11 @@ def prior_parameters(strategy: Any, *, paper_compatible: bool = False) -> np.nda
     registered = _registered(family, kind)
     if registered is not None:
         return _registered_parameters(registered, task, getattr(strategy, "pool", None))
+    own = getattr(_family_module(family), "prior_parameters", None)
+    if own is not None:          # a family whose kernel module defines its K_data (markov)
+        pool = task.validate_pool(strategy.pool) if kind == "memorizing" else None
+        return own(kind, task, pool, getattr(strategy, "probabilities", None),
+                   getattr(strategy, "order", None))
     d = int(task.num_dims)
     if kind == "memorizing":
         pool = task.validate_pool(strategy.pool)
@@ -239,18 +291,14 @@ def prior_parameters(strategy: Any, *, paper_compatible: bool = False) -> np.nda
         weights = getattr(strategy, "probabilities", None)
         if weights is not None:
             pool = np.column_stack([pool, np.asarray(weights, dtype=np.float64)])
-        if paper_compatible and family == "regression":
-            return np.ascontiguousarray(pool, dtype="<f4")
+        if paper_compatible and family == "regression":    # the paper holds (D, d, 1) float32,
+            return np.ascontiguousarray(pool, dtype="<f4")[..., None]   # which its deltas follow
         return np.ascontiguousarray(pool, dtype="<f8")
+    if paper_compatible and kind in ("generalizing", "constant"):
+        return _paper_prior(task)
     if kind == "generalizing":
         if family == "urns":
-            concentrations = np.full(d, float(task.concentration))
-            if paper_compatible:
-                if not float(task.concentration).is_integer():
-                    raise BayesiclError("paper_compatible stores the urns prior as int64 and needs an "
-                                        f"integer concentration, got {task.concentration!r}")
-                return concentrations.astype("<i8")
-            return concentrations.astype("<f8")
+            return np.full(d, float(task.concentration), dtype="<f8")
         if family == "regression":
             return np.array([0.0, 1.0, float(task.noise_variance)], dtype="<f8")
         if family == "classification":
@@ -275,12 +323,26 @@ def data_length(strategy: Any, *, paper_compatible: bool = False) -> float:
     >>> data_length(bic.strategies.memorizing(task, task.pool(4, seed=1)))   # 4·8 float64, raw
     2048.0
     """
-    array = prior_parameters(strategy, paper_compatible=paper_compatible)
-    return compressed_bits(array.tobytes(order="C"), paper_compatible=paper_compatible)
+    return array_bits(prior_parameters(strategy, paper_compatible=paper_compatible),
+                      paper_compatible=paper_compatible)
+
+
+def _paper_prior(task: Any) -> np.ndarray:
+    """The task prior's parameters as the paper's G and C hold them (its `prior_params`)."""
+    if task.family == "urns":
+        if not float(task.concentration).is_integer():
+            raise BayesiclError("paper_compatible stores the urns prior as int64 and needs an "
+                                f"integer concentration, got {task.concentration!r}")
+        return np.full(int(task.num_dims), int(task.concentration), dtype="<i8")
+    if task.family == "regression":            # w ~ N(0, 1·I): Python ints in the paper, int64
+        return np.array([0, 1], dtype="<i8")
+    if task.family == "classification":        # exemplars ~ N(0, (1/d)·I)
+        return np.array([0.0, 1.0 / int(task.num_dims)], dtype="<f8")
+    raise BayesiclError(f"the paper's K convention has no K_data definition for the {task.family} family")
 
 
 def complexity(strategy: Any, *, paper_compatible: bool = False) -> float:
-    """K_s = K_code(s) + K_data(s, D) in bits (SPEC §5).
+    """K_s = K_code(s) + K_data(s, D) in bits (docs/model.md#complexity).
 
     >>> import bayesicl as bic
     >>> c = bic.strategies.constant(bic.task("regression", num_dims=8))
@@ -288,7 +350,8 @@ def complexity(strategy: Any, *, paper_compatible: bool = False) -> float:
     True
     """
     kind, task = _described(strategy)
-    return (code_length(task.family, kind, paper_compatible=paper_compatible)
+    rule = getattr(strategy, "rule", kind)           # the kind with its order, e.g. markov M2
+    return (code_length(task.family, rule, paper_compatible=paper_compatible)
             + data_length(strategy, paper_compatible=paper_compatible))
 
 
@@ -322,6 +385,13 @@ def complexity_table(task: Any, diversities: Iterable[int], seed: Any,
         rows.append([complexity(_Described(kind, task, pool if kind == "memorizing" else None),
                                 paper_compatible=paper_compatible) for kind in kinds])
     return pd.DataFrame(rows, index=pd.Index(diversities, name="diversity"), columns=list(kinds))
+
+
+def _family_module(family: str):
+    from .base import FAMILY_MODULES
+
+    module = FAMILY_MODULES.get(family)
+    return None if module is None else importlib.import_module(module)
 
 
 def _registered(family: str, kind: str):

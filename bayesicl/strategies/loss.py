@@ -1,15 +1,19 @@
-"""Strategy loss L̄_s(D) (SPEC §4): the average per-token loss on the training distribution.
+"""Strategy loss L̄_s(D) (docs/model.md#strategy-loss): the average per-token loss on the training distribution.
 
 Per scored position (all T rows for urns and regression, the query for classification):
 
 - urns: KL(θ ‖ p̂_t) = Σ_v θ_v (log θ_v − log p̂_t[v])   (θ from batch["theta"]);
 - regression: (ŷ_t − w·x_t)² / (2σ²) + ½, the lower-variance form of the squared error
   (y_t − ŷ_t)²/(2σ²) with the same expectation (w from batch["w"]);
-- classification: −log p̂[target], with the clamped probabilities of SPEC §3.3;
+- classification: −log p̂[target], with the clamped probabilities of docs/model.md#classification-strategies;
 - a family added with `bayesicl.tasks.register`: the loss given to `register_loss`.
 
 L̄ is a median of means over sequences drawn with `task.sample(pool, n, seed,
 purpose="loss_sequences")`, the same sequences for every strategy (common random numbers).
+`paired_losses` evaluates several strategies on one draw of those sequences and adds what
+the difference between two separately taken medians of means cannot give precisely: the
+paired difference ΔL̄_s = L̄_s − L̄_ref, one median of means of the per-sequence difference,
+and Monte-Carlo standard errors (`median_of_means_se`).
 
 >>> import bayesicl as bic
 >>> task = bic.task("urns", num_dims=4, context_length=8)
@@ -22,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,7 +39,7 @@ from ..seeds import Seed, stream
 from ..tasks import Task
 from .base import Strategy
 
-#: SPEC §4: at least this many loss sequences (classification has one scored position each).
+#: docs/model.md#strategy-loss: at least this many loss sequences (classification has one scored position each).
 DEFAULT_SEQUENCES = {"classification": 50_000}
 DEFAULT_SEQUENCES_OTHER = 10_000
 
@@ -46,7 +51,7 @@ FAMILY_LOSSES: dict[str, Callable[[Task, np.ndarray, Mapping[str, Any]], Any]] =
 
 
 def register_loss(family: str, per_position: Callable[[Task, np.ndarray, Mapping[str, Any]], Any]) -> None:
-    """Register the per-position loss of L̄ (SPEC §4) for a family added by `tasks.register`.
+    """Register the per-position loss of L̄ (docs/model.md#strategy-loss) for a family added by `tasks.register`.
 
     `per_position(task, log_probs, batch)` gets a strategy's (or any predictor's) natural-log
     probabilities on `batch` as float64, floored so that they are finite, in the layout the
@@ -132,6 +137,30 @@ def median_of_means(losses: np.ndarray, seed: Seed = 0) -> float:
     >>> median_of_means(np.array([1.0, 1.0, 1.0, 1.0, 100.0]), seed=0)
     1.0
     """
+    return float(np.median(_block_means(losses, seed)))
+
+
+def median_of_means_se(losses: np.ndarray, seed: Seed = 0) -> float:
+    """Monte-Carlo standard error of `median_of_means(losses, seed)`, from its own blocks.
+
+    With k = ⌈√n⌉ blocks, each block mean is close to normal (it averages √n sequences), and
+    the median of k normal values with standard deviation σ_b has standard error
+    √(π/2)·σ_b/√k. σ_b is estimated robustly, as 1.4826 × the median absolute deviation of
+    the block means, so that the few outlying blocks the median of means guards against do
+    not inflate it. One block (n ≤ 1) gives 0.
+
+    >>> rng = np.random.default_rng(0)
+    >>> se = median_of_means_se(rng.standard_normal(10_000), seed=0)   # σ/√n = 0.01
+    >>> 0.008 < se < 0.018          # √(π/2) = 1.25 × the SE of a plain mean
+    True
+    """
+    block_means = _block_means(np.asarray(losses, dtype=np.float64), seed)
+    spread = 1.4826 * float(np.median(np.abs(block_means - np.median(block_means))))
+    return math.sqrt(math.pi / 2) * spread / math.sqrt(block_means.size)
+
+
+def _block_means(losses: np.ndarray, seed: Seed) -> np.ndarray:
+    """The ⌈√n⌉ block means of the median of means (blocks of a seeded permutation)."""
     losses = np.asarray(losses, dtype=np.float64)
     if losses.ndim < 1 or losses.shape[0] < 1:
         raise BayesiclError("median_of_means needs at least one sequence")
@@ -141,7 +170,7 @@ def median_of_means(losses: np.ndarray, seed: Seed = 0) -> float:
     order = stream(seed, "median_of_means").permutation(n)
     blocks = np.array_split(order, math.ceil(math.sqrt(n)))
     per_sequence = losses.reshape(n, -1).mean(axis=1)                # equal positions per sequence
-    return float(np.median([per_sequence[block].mean() for block in blocks]))
+    return np.array([per_sequence[block].mean() for block in blocks])
 
 
 def loss(task: Task, strategy: Strategy | Callable[[Mapping], Any], pool: Any,
@@ -159,14 +188,102 @@ def loss(task: Task, strategy: Strategy | Callable[[Mapping], Any], pool: Any,
     >>> {n: round(loss(task, s, pool, num_sequences=100), 1) for n, s in strategies.items()}
     {'M': 21.4, 'G': 46.6, 'C': 130.5}
     """
+    return median_of_means(sequence_losses(task, [strategy], pool, num_sequences, seed, zipf=zipf)[:, 0], seed)
+
+
+def sequence_losses(task: Task, strategies, pool: Any, num_sequences: int | None = None,
+                    seed: Seed = 0, *, zipf: float | None = None) -> np.ndarray:
+    """Per-sequence mean loss of each strategy on one draw of the loss sequences, (n, S).
+
+    Column s holds, for each of the n sequences of `task.sample(pool, n, seed,
+    purpose="loss_sequences", zipf=zipf)`, the mean of `per_position_loss` over its scored
+    positions for `strategies[s]`: the same sequences for every strategy, so the columns
+    can be differenced sequence by sequence. float64.
+
+    >>> import bayesicl as bic
+    >>> task = bic.task("urns", num_dims=4, context_length=8)
+    >>> pool = task.pool(4, seed=0)
+    >>> sequence_losses(task, [bic.strategies.memorizing(task, pool)], pool, 30).shape
+    (30, 1)
+    """
     if num_sequences is None:
         num_sequences = DEFAULT_SEQUENCES.get(task.family, DEFAULT_SEQUENCES_OTHER)
+    strategies = list(strategies)
     batch = task.sample(pool, num_sequences, seed, purpose="loss_sequences", zipf=zipf)
-    per_position = [
-        per_position_loss(task, strategy, {k: v[start:start + _SEQUENCES_PER_STEP] for k, v in batch.items()})
-        for start in range(0, num_sequences, _SEQUENCES_PER_STEP)
-    ]
-    return median_of_means(np.concatenate(per_position), seed)
+    columns = []
+    for strategy in strategies:
+        per_position = np.concatenate([
+            per_position_loss(task, strategy, {k: v[start:start + _SEQUENCES_PER_STEP] for k, v in batch.items()})
+            for start in range(0, num_sequences, _SEQUENCES_PER_STEP)])
+        columns.append(per_position.reshape(num_sequences, -1).mean(axis=1))
+    return np.stack(columns, axis=1) if columns else np.empty((num_sequences, 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedLosses:
+    """L̄_s of several strategies on one set of loss sequences, with paired differences.
+
+    ``loss[s]`` is L̄_s (equal to `loss(task, s, pool, n, seed)`), ``loss_se[s]`` its
+    Monte-Carlo standard error; ``difference[s]`` is ΔL̄_s = L̄_s − L̄_ref, the median of
+    means of the per-sequence difference (the same blocks), and ``difference_se[s]`` its
+    standard error (0 for the reference itself). All keyed by the names given.
+    """
+
+    reference: str
+    num_sequences: int
+    loss: dict[str, float]
+    loss_se: dict[str, float]
+    difference: dict[str, float]
+    difference_se: dict[str, float]
+
+    def unresolved(self, z: float = 2.0) -> list[str]:
+        """Strategies whose |ΔL̄_s| < z × its standard error: the sign of ΔL̄ is not known.
+
+        >>> PairedLosses("G", 100, {}, {}, {"M": -0.01, "G": 0.0}, {"M": 0.02, "G": 0.0}).unresolved()
+        ['M']
+        """
+        return [name for name, value in self.difference.items()
+                if name != self.reference and abs(value) < z * self.difference_se[name]]
+
+
+def paired_losses(task: Task, strategies: Mapping[str, Strategy | Callable[[Mapping], Any]], pool: Any,
+                  num_sequences: int | None = None, seed: Seed = 0, *, reference: str = "generalizing",
+                  zipf: float | None = None) -> PairedLosses:
+    """L̄_s, ΔL̄_s = L̄_s − L̄_reference paired on common sequences, and their standard errors.
+
+    `strategies` maps names to strategies (as `for_task` returns them); `reference` is one
+    of the names, the strategy every other is compared with (the generalizing one in the
+    paper's two-strategy model). The sequences and blocks are those of `loss`, so
+    ``loss[s]`` equals `loss(task, strategies[s], pool, num_sequences, seed)`. The
+    difference is ONE median of means of the per-sequence differences: the sequences that
+    are hard for one strategy are hard for the other too, and differencing first removes
+    that shared variation, where L̄_M − L̄_G of two separate medians of means keeps it (and
+    each median may pick a different block). Standard errors: `median_of_means_se`.
+
+    >>> import bayesicl as bic
+    >>> task = bic.task("urns", num_dims=8, context_length=64)
+    >>> pool = task.pool(64, seed=0)
+    >>> paired = paired_losses(task, bic.strategies.for_task(task, pool), pool, num_sequences=400)
+    >>> paired.difference["memorizing"] < 0 == paired.difference["generalizing"]
+    True
+    >>> unpaired_se = math.hypot(paired.loss_se["memorizing"], paired.loss_se["generalizing"])
+    >>> paired.difference_se["memorizing"] < unpaired_se
+    True
+    """
+    names = list(strategies)
+    if reference not in strategies:
+        raise BayesiclError(f"reference strategy {reference!r} is not among the strategies {names}")
+    per_sequence = sequence_losses(task, [strategies[n] for n in names], pool, num_sequences, seed, zipf=zipf)
+    ref = per_sequence[:, names.index(reference)]
+    losses, loss_se, difference, difference_se = {}, {}, {}, {}
+    for j, name in enumerate(names):
+        losses[name] = median_of_means(per_sequence[:, j], seed)
+        loss_se[name] = median_of_means_se(per_sequence[:, j], seed)
+        delta = per_sequence[:, j] - ref
+        difference[name] = median_of_means(delta, seed)
+        difference_se[name] = median_of_means_se(delta, seed)
+    return PairedLosses(reference=reference, num_sequences=per_sequence.shape[0], loss=losses,
+                        loss_se=loss_se, difference=difference, difference_se=difference_se)
 
 
 def _registered_loss(task: Task, strategy: Any, batch: Mapping[str, Any]) -> np.ndarray:

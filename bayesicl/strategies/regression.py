@@ -1,4 +1,4 @@
-"""Linear-regression strategies (SPEC §3.2): predictions of y_t from x_t and (x_k, y_k), k < t.
+"""Linear-regression strategies (docs/model.md#regression-strategies): predictions of y_t from x_t and (x_k, y_k), k < t.
 
 All three compute in float64 (outputs (B, T) float64).
 

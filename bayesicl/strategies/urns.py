@@ -1,4 +1,4 @@
-"""Balls-and-urns strategies (SPEC §3.1): next-colour distributions after x_1..x_t.
+"""Balls-and-urns strategies (docs/model.md#urns-strategies): next-colour distributions after x_1..x_t.
 
 Row t (t = 0..T−1) of every output is the predictive distribution of x_{t+1} given the start
 token and x_1..x_t; `tokens` is (B, T+1) with the start token (id d) first.

@@ -1,4 +1,4 @@
-"""Task families: priors, pools, sequences and evaluation sets (SPEC §2).
+"""Task families: priors, pools, sequences and evaluation sets (docs/model.md#task-families).
 
 >>> import bayesicl as bic
 >>> bic.task("urns", num_dims=8, context_length=128).settings
@@ -13,11 +13,12 @@ from typing import Any
 from ..errors import BayesiclError
 from .base import EVAL_SEQUENCES, OOD_POOL_SIZE, POOL_DRAW, Batch, Task, sampling_probabilities
 from .classification import Classification, LabelledPool
+from .markov import Markov
 from .regression import Regression
 from .urns import Urns
 
 #: Registered families by name; `register` adds user-defined ones (see examples/).
-FAMILIES: dict[str, type[Task]] = {cls.family: cls for cls in (Urns, Regression, Classification)}
+FAMILIES: dict[str, type[Task]] = {cls.family: cls for cls in (Urns, Regression, Classification, Markov)}
 
 
 def register(cls: type[Task]) -> type[Task]:
@@ -40,6 +41,12 @@ def task(name: str, **params: Any) -> Task:
     if name not in FAMILIES:
         raise BayesiclError(f"unknown task {name!r}; known tasks: {', '.join(sorted(FAMILIES))}")
     cls = FAMILIES[name]
+    # A family may name a parameter in its own words (markov: num_states for num_dims).
+    for alias, field in getattr(cls, "parameter_aliases", {}).items():
+        if alias in params:
+            if field in params:
+                raise BayesiclError(f"task {name!r}: give {alias} or {field}, not both")
+            params[field] = params.pop(alias)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -56,6 +63,6 @@ def from_settings(settings: dict[str, Any]) -> Task:
     return task(name, **params)
 
 
-__all__ = ["Task", "Urns", "Regression", "Classification", "LabelledPool", "Batch", "task",
+__all__ = ["Task", "Urns", "Regression", "Classification", "Markov", "LabelledPool", "Batch", "task",
            "from_settings", "register", "FAMILIES", "POOL_DRAW", "EVAL_SEQUENCES",
            "OOD_POOL_SIZE", "sampling_probabilities"]

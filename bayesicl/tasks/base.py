@@ -2,7 +2,7 @@
 
 A task is a frozen dataclass of its family parameters (d, T and the prior's constants). It
 turns seeds into data; it holds no state. Batches are plain ``dict[str, numpy.ndarray]``
-with the keys of SPEC §15 plus the generating parameters (``task_index`` and, where the loss
+with the keys of docs/model.md#batches plus the generating parameters (``task_index`` and, where the loss
 needs them, ``theta`` or ``w``) that strategies ignore.
 """
 
@@ -93,7 +93,7 @@ class Task:
 
     def sample(self, pool: Any, num_sequences: int, seed: Seed = 0, *,
                purpose: str = "sequences", zipf: float | None = None) -> Batch:
-        """`num_sequences` sequences from tasks of `pool` (SPEC §15 batch layout).
+        """`num_sequences` sequences from tasks of `pool` (batch layout: docs/model.md#batches).
 
         The draws come from the stream (`seed`, `purpose`); the evaluation sets, the loss
         sequences and the training batches each use their own purpose.

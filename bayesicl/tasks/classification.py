@@ -1,4 +1,4 @@
-"""Few-shot classification (SPEC §2.3): noisy copies of labelled exemplars, query last."""
+"""Few-shot classification (docs/model.md#classification): noisy copies of labelled exemplars, query last."""
 
 from __future__ import annotations
 

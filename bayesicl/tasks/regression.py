@@ -1,4 +1,4 @@
-"""Linear regression (SPEC §2.2): y = w·x + ε with w ~ N(0, I), x ~ N(0, I), ε ~ N(0, σ²)."""
+"""Linear regression (docs/model.md#regression): y = w·x + ε with w ~ N(0, I), x ~ N(0, I), ε ~ N(0, σ²)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Balls and urns (SPEC §2.1): categorical sequences from θ ~ Dirichlet(a·1) over d colours."""
+"""Balls and urns (docs/model.md#urns): categorical sequences from θ ~ Dirichlet(a·1) over d colours."""
 
 from __future__ import annotations
 

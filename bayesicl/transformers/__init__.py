@@ -1,4 +1,4 @@
-"""Reference transformers (SPEC §11): the only corner of bayesicl that imports torch.
+"""Reference transformers (docs/model.md#reference-transformers): the only corner of bayesicl that imports torch.
 
 `model` holds the small GPT with a read-in/read-out per task family, `train` the logged
 training loop, `ensemble` the same loop for several diversities stacked into one process

@@ -35,16 +35,20 @@ import numpy as np
 from ..errors import BayesiclError
 from ..tasks import Task
 
+#: Families whose transformer reads token ids (start token first) and predicts the next token
+#: over d outputs: urns colours, markov states.
+TOKEN_FAMILIES = ("urns", "markov")
+
 #: Most worker processes used when `data_workers` is left to the default on a GPU.
 MAX_AUTO_WORKERS = 8
 
 
 def input_array(task: Task, batch: Mapping[str, Any]) -> np.ndarray:
-    """The model input for a SPEC §15 batch, as NumPy: urns token ids (B, T) (start token and
+    """The model input for a batch (docs/model.md#batches), as NumPy: urns token ids (B, T) (start token and
     x_1..x_{T-1}); regression (B, 2T, d) interleaved x and (y, 0..0); classification
     (B, T, d+L+1) rows (x, onehot label, query flag)."""
     family = task.family
-    if family == "urns":
+    if family in TOKEN_FAMILIES:
         return np.asarray(batch["tokens"])[:, :-1].astype(np.int64)
     if family == "regression":
         x = np.asarray(batch["x"], dtype=np.float32)                # (B, T, d)
@@ -70,7 +74,7 @@ def input_array(task: Task, batch: Mapping[str, Any]) -> np.ndarray:
 def target_array(task: Task, batch: Mapping[str, Any]) -> np.ndarray:
     """Training targets as NumPy: urns next colours x_1..x_T (B, T); regression y (B, T);
     classification the query label (B,)."""
-    if task.family == "urns":
+    if task.family in TOKEN_FAMILIES:
         return np.asarray(batch["tokens"])[:, 1:].astype(np.int64)
     if task.family == "regression":
         return np.asarray(batch["y"], dtype=np.float32)

@@ -45,7 +45,7 @@ from .train import (
     data_workers,
     finish_run,
     keep_freed_memory,
-    load_state,
+    load_run_state,
     open_training_run,
     restore_adam,
     save_state,
@@ -58,7 +58,7 @@ def train_ensemble(recipe: Recipe, diversities: Sequence[int], out: str | Path, 
     """Train one run per diversity in `diversities` under `out` as a stacked ensemble; returns
     the run paths in the order given. Same arguments and results as `train.train_run`."""
     runs = [open_training_run(recipe, int(d), out, resume=resume) for d in dict.fromkeys(diversities)]
-    states = {run.path: load_state(run.path) for run in runs if not run.complete}
+    states = {run.path: load_run_state(run) for run in runs if not run.complete}
     # Members restart from their own saved step; a crash between two members' state writes
     # leaves them at different steps, and each step group then trains as its own ensemble.
     # (Classification at D = 1 has no IWL split, so the split set is part of the group too.)

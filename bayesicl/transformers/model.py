@@ -1,5 +1,5 @@
 """The reference transformer: a small GPT (pre-norm, learned absolute positions) with one
-read-in and one read-out per task family (SPEC §11).
+read-in and one read-out per task family (docs/model.md#reference-transformers).
 
     urns            tokens s, x_1..x_{T-1} (ids)  -> token + position embedding
                     -> blocks -> logits over the d+1 vocabulary at every position; the
@@ -12,7 +12,7 @@ read-in and one read-out per task family (SPEC §11).
                     query (the last slot flags it) -> linear read-in + position -> blocks ->
                     L logits at the query, log-softmaxed, shape (B, L).
 
-The model takes the SPEC §15 batch as torch tensors (`inputs_from_batch`) and returns what a
+The model takes a batch (docs/model.md#batches) as torch tensors (`inputs_from_batch`) and returns what a
 run logs (`Transformer.forward`) and the training loss (`Transformer.loss`). Parameters are
 plain tensors of fixed names, so several models can be stacked and run as one ensemble with
 `torch.func` (see ensemble.py).
@@ -39,9 +39,9 @@ from torch import nn
 from ..errors import BayesiclError
 from ..seeds import Seed, stream
 from ..tasks import Task
-from .batches import input_array, target_array
+from .batches import TOKEN_FAMILIES, input_array, target_array
 
-FAMILIES = ("urns", "regression", "classification")
+FAMILIES = ("urns", "regression", "classification", "markov")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,13 +82,14 @@ class ModelConfig:
     @property
     def read_in_size(self) -> int:
         """Vocabulary d+1 (urns) or the size of one input vector (regression d, classification d+L+1)."""
-        return {"urns": self.num_dims + 1, "regression": self.num_dims,
+        return {"urns": self.num_dims + 1, "markov": self.num_dims + 1, "regression": self.num_dims,
                 "classification": self.num_dims + self.num_labels + 1}[self.family]
 
     @property
     def read_out_size(self) -> int:
         """Logits over the d+1 vocabulary (urns), 1 prediction (regression) or L logits."""
-        return {"urns": self.num_dims + 1, "regression": 1, "classification": self.num_labels}[self.family]
+        return {"urns": self.num_dims + 1, "markov": self.num_dims + 1, "regression": 1,
+                "classification": self.num_labels}[self.family]
 
 
 class CausalSelfAttention(nn.Module):
@@ -142,7 +143,7 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        if config.family == "urns":
+        if config.family in TOKEN_FAMILIES:
             self.read_in = nn.Embedding(config.read_in_size, config.width)
         else:
             self.read_in = nn.Linear(config.read_in_size, config.width)
@@ -160,7 +161,7 @@ class Transformer(nn.Module):
         log-probabilities, regression (B, T) predictions, classification (B, L) log-probs."""
         head = self.head(inputs)
         family = self.config.family
-        if family == "urns":
+        if family in TOKEN_FAMILIES:
             return head[..., : self.config.num_dims].log_softmax(dim=-1)
         if family == "regression":
             return head[:, 0::2, 0]                       # the x tokens: entry t predicts y_t

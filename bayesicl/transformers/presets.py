@@ -28,14 +28,14 @@ import yaml
 
 from ..errors import BayesiclError
 
-FAMILIES = ("urns", "regression", "classification")
+FAMILIES = ("urns", "regression", "classification", "markov")
 SCHEDULES = ("constant", "inverse_sqrt")
 OUTPUT_DTYPES = ("float32", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """One training recipe (SPEC §11): what is trained, on what, for how long, logged how.
+    """One training recipe (docs/model.md#reference-transformers): what is trained, on what, for how long, logged how.
 
     The learning rate at optimizer step n (1-based) is `learning_rate · min(1, n / warmup)`
     for the "constant" schedule and `learning_rate · min(n / warmup, √(warmup / n))` for

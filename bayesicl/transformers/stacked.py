@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from .batches import TOKEN_FAMILIES
 from .model import ModelConfig
 
 Parameters = Mapping[str, torch.Tensor]
@@ -69,7 +70,7 @@ def stacked_head(config: ModelConfig, parameters: Parameters, inputs: torch.Tens
     shape (E, B, ...): member e's slice is as `inputs_from_batch` makes it."""
     E, B, positions = inputs.shape[:3]
     C = config.width
-    if config.family == "urns":
+    if config.family in TOKEN_FAMILIES:
         table = parameters["read_in.weight"]                              # (E, vocabulary, width)
         offsets = torch.arange(E, device=inputs.device).view(E, 1, 1) * table.shape[1]
         h = F.embedding(inputs + offsets, table.reshape(-1, C))           # (E, B, positions, width)
@@ -89,7 +90,7 @@ def stacked_outputs(config: ModelConfig, parameters: Parameters, inputs: torch.T
     """What each member's run logs (`Transformer.forward`), stacked: urns (E, B, T, d),
     regression (E, B, T), classification (E, B, L)."""
     head = stacked_head(config, parameters, inputs)
-    if config.family == "urns":
+    if config.family in TOKEN_FAMILIES:
         return head[..., : config.num_dims].log_softmax(dim=-1)
     if config.family == "regression":
         return head[:, :, 0::2, 0]

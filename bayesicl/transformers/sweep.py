@@ -1,5 +1,5 @@
 """Sweeps: the grid diversities × MLP widths × context lengths × seeds of one preset, as
-independent training jobs (SPEC §14).
+independent training jobs (README.md#command-line).
 
 A sweep config is a YAML mapping:
 
@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from ..atomic import read_regular
 from ..errors import BayesiclError
 from .presets import Recipe, load_recipe
 
@@ -67,9 +68,11 @@ def read_sweep_config(config: str | os.PathLike | Mapping[str, Any]) -> tuple[di
     else:
         where = str(config)
         try:
-            data = yaml.safe_load(Path(config).read_text())
+            data = yaml.safe_load(read_regular(config, 1 << 20).decode())
         except FileNotFoundError:
             raise BayesiclError(f"{where}: sweep config not found") from None
+        except UnicodeDecodeError as error:
+            raise BayesiclError(f"{where}: not UTF-8 text ({error.reason} at byte {error.start})") from None
         except (OSError, yaml.YAMLError) as error:
             raise BayesiclError(f"{where}: unreadable YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -192,12 +195,15 @@ def _ray_job(unit: list[tuple[dict[str, Any], int]], out: str) -> list[str]:
 
 
 def _finished(job: Job, out: Path) -> bool:
-    """Whether the job's run is complete; a run on disk with another config is refused."""
+    """Whether the job's run is complete; a run on disk with another config, or one that
+    another process (a sweep still running) is writing, is refused in one line."""
     if not (out / job.recipe.run_name(job.diversity) / "run.json").exists():
         return False
     from .train import open_training_run
 
-    return open_training_run(job.recipe, job.diversity, out, resume=True).complete
+    run = open_training_run(job.recipe, job.diversity, out, resume=True)
+    run.close()
+    return run.complete
 
 
 def _relative_preset(preset: str, folder: Path) -> str:

@@ -1,4 +1,4 @@
-"""The training loop of one reference transformer, logged through the run store (SPEC §11–12).
+"""The training loop of one reference transformer, logged through the run store (docs/model.md#reference-transformers, docs/run-format.md).
 
 A run trains on batches `task.training_batch(pool, batch_size, seed, step)` — a pure function
 of (seed, step) — from a model initialized from the seed alone, so a run is deterministic
@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 
 from .. import atomic
@@ -65,7 +67,7 @@ EPS = 1e-8
 
 
 def checkpoint_steps(steps: int, count: int, first: int = 20) -> list[int]:
-    """`count` checkpoint steps evenly spaced in √N from `first` to `steps` (SPEC §11):
+    """`count` checkpoint steps evenly spaced in √N from `first` to `steps` (docs/model.md#reference-transformers):
     N_i = round((√first + i·(√steps − √first)/(count − 1))²), made strictly increasing by
     moving a step that rounds onto its predecessor one step later; the last is `steps`.
 
@@ -106,13 +108,20 @@ class TrainingRun:
         return ModelConfig.for_task(self.task, **self.recipe.architecture())
 
     def log(self, step: int, outputs: Mapping[str, np.ndarray], losses: Sequence[torch.Tensor]) -> None:
-        """Log a checkpoint (unless it is already on disk: a run resumed from the state
-        before it recomputes it identically) with the losses of the steps since the last one."""
-        if step in self.writer.steps:
-            return
+        """Log a checkpoint with the losses of the steps since the last one. A checkpoint
+        already on disk (a crash after it, before the resume state: the resumed run
+        recomputes it identically) is kept, but its steps' losses are added to loss.csv
+        where a crash left them out."""
         values = torch.stack(list(losses)).cpu().tolist() if losses else []
         pairs = list(zip(range(step - len(values) + 1, step + 1), values))
+        if step in self.writer.steps:
+            self.writer.record_losses(pairs)
+            return
         self.writer.log(step, outputs, loss=pairs)
+
+    def close(self) -> None:
+        """Release the run folder for other writers."""
+        self.writer.close()
 
 
 def run_config(recipe: Recipe) -> dict[str, Any]:
@@ -122,17 +131,37 @@ def run_config(recipe: Recipe) -> dict[str, Any]:
 
 def open_training_run(recipe: Recipe, diversity: int, out: str | Path, *, resume: bool = False) -> TrainingRun:
     """Create the run folder `out`/`recipe.run_name(diversity)`, or reopen it when `resume`
-    (refusing, in one line, a run with a different config)."""
+    (refusing, in one line, a run with a different config or one that another process is
+    writing). The device is checked first, so that a recipe that cannot run leaves nothing."""
+    check_device(recipe.device)
     task = make_task(recipe.task, **recipe.task_params())
     pool = task.pool(diversity, seed=recipe.seed)
     eval_sets = task.eval_sets(pool, seed=recipe.seed, num_sequences=recipe.eval_sequences)
     path = Path(out) / recipe.run_name(diversity)
-    if (path / "run.json").exists() and not resume:
-        raise BayesiclError(f"{path}: the run already exists; pass --resume to continue it or choose another --out")
     writer = RunWriter(path, task, pool, eval_sets, diversity=diversity, seed=recipe.seed,
                        config=run_config(recipe), dtype=recipe.output_dtype, zipf=recipe.zipf,
-                       device=recipe.device)
+                       device=recipe.device, exist_ok=resume)
     return TrainingRun(recipe, diversity, path, task, pool, eval_sets, writer)
+
+
+def check_device(device: str) -> None:
+    """Refuse, in one line, a device torch does not know or this machine does not have.
+
+    >>> check_device("cpu")
+    >>> check_device("tpu")
+    Traceback (most recent call last):
+    bayesicl.errors.BayesiclError: device 'tpu': not a torch device (cpu, cuda, cuda:N, mps)
+    """
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        raise BayesiclError(f"device {device!r}: not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BayesiclError(f"device {device!r}: CUDA is not available on this machine")
+    if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
+        raise BayesiclError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise BayesiclError(f"device {device!r}: MPS is not available on this machine")
 
 
 # -- resume state ---------------------------------------------------------------------------------
@@ -166,16 +195,15 @@ def save_state(path: str | Path, state: TrainState) -> None:
 
 def load_state(path: str | Path) -> TrainState | None:
     """The resume state of the run at `path`, or None when it has none (safetensors only:
-    nothing is unpickled)."""
+    nothing is unpickled; a FIFO or device in its place is refused)."""
     file = Path(path) / STATE_DIR / STATE_FILE
-    if not file.exists():
+    if not os.path.lexists(file):
         return None
+    data = atomic.read_regular(file)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(file), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        tensors = load_file(str(file))
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        metadata = header.get("__metadata__") or {}
+        tensors = safetensors_load(data)
         if metadata.get("format") != STATE_FORMAT:
             raise ValueError("not a bayesicl training state")
         groups: dict[str, dict[str, torch.Tensor]] = {"parameters": {}, "exp_avg": {}, "exp_avg_sq": {}}
@@ -187,6 +215,36 @@ def load_state(path: str | Path) -> TrainState | None:
                           int(metadata["adam_step"]), tensors["rng"], float(metadata["wall_time_s"]))
     except Exception as error:  # a damaged state cannot be trusted; say which file
         raise BayesiclError(f"{file}: unreadable training state ({error}); delete it to restart the run") from None
+
+
+def load_run_state(run: TrainingRun) -> TrainState | None:
+    """The resume state of `run`, refused in one line unless it belongs to it: saved at one
+    of the recipe's checkpoint steps (≤ `steps`) whose checkpoint is on disk, holding a
+    tensor of the model's shape for every parameter (and AdamW moment, once stepped)."""
+    state = load_state(run.path)
+    if state is None:
+        return None
+    file = run.path / STATE_DIR / STATE_FILE
+    recipe = run.recipe
+    if state.step not in checkpoint_steps(recipe.steps, recipe.checkpoints, recipe.first_checkpoint):
+        raise BayesiclError(f"{file}: saved at step {state.step}, which is not a checkpoint step of this "
+                            f"{recipe.steps}-step run; delete it to restart the run")
+    if state.step not in run.writer.steps:
+        raise BayesiclError(f"{file}: saved at step {state.step}, but the run has no checkpoint at that step; "
+                            "delete it to restart the run")
+    model = Transformer(run.model_config())
+    need = {"parameters": {k: tuple(v.shape) for k, v in model.state_dict().items()}}
+    if state.adam_step > 0:
+        moments = {k: tuple(v.shape) for k, v in model.named_parameters()}
+        need.update(exp_avg=moments, exp_avg_sq=moments)
+    for name, shapes in need.items():
+        group = getattr(state, name)
+        for key in sorted(shapes.keys() | group.keys()):
+            got = tuple(group[key].shape) if key in group else None
+            if got != shapes.get(key):
+                raise BayesiclError(f"{file}: {name}.{key} has shape {got}, the model needs "
+                                    f"{shapes.get(key)}; delete it to restart the run")
+    return state
 
 
 def adam_state(optimizer: torch.optim.Optimizer, named: Mapping[str, torch.Tensor]) -> tuple[dict, dict, int]:
@@ -282,6 +340,13 @@ def train_run(recipe: Recipe, diversity: int, out: str | Path, *, resume: bool =
     is left as is). `stop_after` ends training after the first checkpoint at or beyond that
     step, as a crash would (for tests of resume)."""
     run = open_training_run(recipe, diversity, out, resume=resume)
+    try:
+        return _train(run, recipe, progress, stop_after)
+    finally:
+        run.close()
+
+
+def _train(run: TrainingRun, recipe: Recipe, progress: bool, stop_after: int | None) -> Path:
     if run.complete:
         return run.path
     device = torch.device(recipe.device)
@@ -289,7 +354,7 @@ def train_run(recipe: Recipe, diversity: int, out: str | Path, *, resume: bool =
     model = init_parameters(Transformer(run.model_config()), recipe.seed).to(device)
     named = dict(model.named_parameters())
     optimizer = adamw(named.values(), recipe)
-    state = load_state(run.path)
+    state = load_run_state(run)
     start, wall_time = 0, 0.0
     if state is not None:
         model.load_state_dict(state.parameters)

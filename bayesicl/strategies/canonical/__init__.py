@@ -1,4 +1,4 @@
-"""Canonical reference sources of each strategy's Bayes rule (SPEC §5), frozen.
+"""Canonical reference sources of each strategy's Bayes rule (docs/model.md#complexity), frozen.
 
 One short NumPy file per (family, kind), `{family}_{kind}.py`, each with a `predict` function
 for a single sequence whose first arguments are the strategy's prior parameters (what K_data

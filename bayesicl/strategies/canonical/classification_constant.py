@@ -1,4 +1,4 @@
-"""Canonical classification constant predictor C (SPEC §3.3), frozen: K_code(classification, C).
+"""Canonical classification constant predictor C (docs/model.md#classification-strategies), frozen: K_code(classification, C).
 
 The prior predictive over labels, whatever the inputs. Data (K_data): the L label
 probabilities (1/L each).

@@ -1,4 +1,4 @@
-"""Canonical classification generalizing predictor G (SPEC §3.3), frozen: K_code(classification, G).
+"""Canonical classification generalizing predictor G (docs/model.md#classification-strategies), frozen: K_code(classification, G).
 
 Copying from context. Items are noisy copies x = (μ + √ε·n)/√(1+ε) of exemplars μ ~ N(m·1, v I),
 n ~ N(0, v I), so every item has mean c = m/√(1+ε) and two copies of one exemplar correlate

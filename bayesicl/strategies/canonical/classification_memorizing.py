@@ -1,4 +1,4 @@
-"""Canonical classification memorizing predictor M (SPEC §3.3), frozen: K_code(classification, M).
+"""Canonical classification memorizing predictor M (docs/model.md#classification-strategies), frozen: K_code(classification, M).
 
 Label memorizing, ignoring the context: p(i | x_q) ∝ exp(−d/(2ε) ‖√(1+ε)·x_q − μ_i‖²) over the
 pool; predict Σ_i p(i | x_q) onehot(ℓ_i), clamped to [1e-5, 1 − 1e-5]. Data (K_data): the

@@ -1,4 +1,4 @@
-"""Canonical regression constant predictor C (SPEC §3.2), frozen: it defines K_code(regression, C).
+"""Canonical regression constant predictor C (docs/model.md#regression-strategies), frozen: it defines K_code(regression, C).
 
 The prior predictive mean, the same prediction everywhere. Data (K_data): that one number
 (0 under the prior N(0, I)).

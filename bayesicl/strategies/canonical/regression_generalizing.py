@@ -1,4 +1,4 @@
-"""Canonical regression generalizing predictor G (SPEC §3.2), frozen: it defines K_code(regression, G).
+"""Canonical regression generalizing predictor G (docs/model.md#regression-strategies), frozen: it defines K_code(regression, G).
 
 Posterior mean of w under the prior N(m·1, τ² I) and Gaussian noise σ²: with the prior
 (m, τ², σ²) = (0, 1, σ²) this is ridge, ŵ_t = (X_{<t}ᵀX_{<t} + σ² I)⁻¹ X_{<t}ᵀ y_{<t}, and

@@ -1,4 +1,4 @@
-"""Canonical regression memorizing predictor M (SPEC §3.2), frozen: it defines K_code(regression, M).
+"""Canonical regression memorizing predictor M (docs/model.md#regression-strategies), frozen: it defines K_code(regression, M).
 
 Discrete MMSE over the D pool weight vectors: π_i(t) ∝ exp(−Σ_{k<t} (y_k − w_i·x_k)² / (2σ²)),
 ŷ_t = Σ_i π_i(t) w_i·x_t. Data (K_data): the pool w, (D, d); σ² is the task's noise variance.

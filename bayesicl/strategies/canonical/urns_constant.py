@@ -1,4 +1,4 @@
-"""Canonical urns constant predictor C (SPEC §3.1), frozen: it defines K_code(urns, C).
+"""Canonical urns constant predictor C (docs/model.md#urns-strategies), frozen: it defines K_code(urns, C).
 
 The prior predictive, the same distribution at every position. Data (K_data): those d
 probabilities (1/d each under the symmetric Dirichlet prior).

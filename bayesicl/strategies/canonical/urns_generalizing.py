@@ -1,4 +1,4 @@
-"""Canonical urns generalizing predictor G (SPEC §3.1), frozen: it defines K_code(urns, G).
+"""Canonical urns generalizing predictor G (docs/model.md#urns-strategies), frozen: it defines K_code(urns, G).
 
 Posterior mean under the Dirichlet(a) prior: row t is (c(t) + a) / (t + Σ_v a_v), where c(t)
 counts the colours x_1..x_t. Data (K_data): the d concentrations a.

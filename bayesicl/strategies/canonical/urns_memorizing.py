@@ -1,4 +1,4 @@
-"""Canonical urns memorizing predictor M (SPEC §3.1), frozen: it defines K_code(urns, M).
+"""Canonical urns memorizing predictor M (docs/model.md#urns-strategies), frozen: it defines K_code(urns, M).
 
 Posterior over the D pool urns under a uniform prior, π_i(t) ∝ Π_{k≤t} θ_i[x_k]; row t
 predicts Σ_i π_i(t) θ_i. Data (K_data): the pool θ, (D, d).

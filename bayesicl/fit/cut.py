@@ -1,0 +1,164 @@
+"""The OOD stage of a NUTS fit: OOD noise scales and run effects, estimated without letting
+OOD data inform (α, β, γ) — a "cut" of the joint model.
+
+The paper fits (α, β, γ) on ID observations only, and so does `bayesicl.fit.model.nuts_model`.
+OOD observations of the same networks are noisier and carry their own run-level misfit, so
+ID noise scales make OOD predictive intervals far too narrow (demo, before this stage: 20% of
+held-out OOD conditions inside their 90% interval). Here, for each of `THETAS` evenly spaced
+posterior draws θ = (α, β, γ, ID run effects u), a short NUTS chain samples the OOD stage
+
+    σ_obs', σ_logit', σ_run' ~ the ID priors;  v_k ~ Normal(0, σ_run')
+    r_ood,c ~ Normal(ρ_ood,c(w_c), √(ε² + σ_obs'² + (σ_logit' ∂ρ_ood,c/∂z)²))
+    w_c = softmax(η_c(θ) + (u_k + v_k) e_M)
+
+on the fit conditions' OOD observations, with θ held fixed (θ is data here): its draws are
+from p(σ', v | θ, y_ood), so the pairs (θ, σ', v) are draws of the cut posterior
+p(θ | y_id) p(σ', v | θ, y_ood). The OOD run effect v_k is what OOD adds to the ID run effect
+of the same network. With effects "none" the stage has no run effects; the within-run trend
+is not modelled here (the stage exists for marginal predictive intervals).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import constrain_fn, potential_energy
+
+from .. import rational
+from ..seeds import stream
+from .data import FitData
+from . import model as model_module
+from .model import (NOISE_SITES, ModelData, expected_observation, observation_scale, prior_distribution,
+                    run_effects)
+
+#: Posterior draws θ the stage conditions on, warm-up and kept draws per θ.
+THETAS = 16
+WARMUP = 150
+PER_THETA = 25
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OodStage:
+    """Draws of the OOD stage: `theta` (n,) the index of the stage-1 draw each belongs to;
+    sigma_obs, sigma_logit (n,), sigma_run (n,) and run_effect (n, R) for the fitted runs
+    `runs` (absent with effects "none"); `divergences` of the stage's chains."""
+
+    theta: np.ndarray
+    draws: dict[str, np.ndarray]
+    runs: np.ndarray
+    divergences: int
+
+
+def ood_model(data: ModelData, eta, offset, priors, effects: str):
+    """The OOD stage for one θ: η (C, S) and the ID run offsets (C,) are data."""
+    sigma_obs, sigma_logit = (numpyro.sample(name, prior_distribution(priors, name)) for name in NOISE_SITES)
+    if effects != "none":
+        offset = offset + run_effects(priors, data.run_rows.shape[0])[data.effect_run]
+    weights = jax.nn.softmax(eta.at[..., 0].add(offset), axis=-1)
+    mean, sensitivity = expected_observation(data, weights)
+    scale = observation_scale(sigma_obs, sigma_logit, sensitivity)
+    with numpyro.plate("condition", weights.shape[0]):
+        if weights.shape[-1] > 2:
+            numpyro.sample("convex_weights", dist.Normal(mean, scale).to_event(1), obs=data.observed)
+        else:
+            numpyro.sample("r", dist.Normal(mean, scale), obs=data.observed)
+
+
+def fit_ood_stage(data: FitData, draws: dict[str, np.ndarray], runs: np.ndarray, priors: dict,
+                  effects: str, seed: int = 0, thetas: int = THETAS, warmup: int = WARMUP,
+                  per_theta: int = PER_THETA) -> OodStage | None:
+    """Run the OOD stage on the fit conditions with a finite OOD observation (None if fewer
+    than 3). `draws` are the stage-1 draws (α, β, γ and run_effect (n, R) for `runs`)."""
+    observed = data.observations(1)
+    finite = np.isfinite(observed) if observed.ndim == 1 else np.isfinite(observed).all(axis=1)
+    rows = np.flatnonzero(data.in_fit & finite)
+    if rows.size < 3:
+        return None
+    model_data = data.model_data(rows, observed=False, split=1)._replace(observed=jnp.asarray(observed[rows]))
+    total = draws["alpha"].size
+    theta = np.unique(np.linspace(0, total - 1, min(thetas, total)).round().astype(np.int64))
+    params = tuple(jnp.asarray(draws[k][theta])[:, None] for k in rational.PARAMETERS)
+    eta = np.asarray(rational.log_weights(params, model_data.loss, model_data.complexity, model_data.step)[0])
+    stage_runs = np.unique(data.run[rows])
+    offset = np.zeros((theta.size, rows.size))
+    if "run_effect" in draws:
+        column = {int(r): k for k, r in enumerate(runs)}
+        for i, r in enumerate(data.run[rows]):
+            if int(r) in column:
+                offset[:, i] = draws["run_effect"][theta, column[int(r)]]
+    init = _initial_values(model_data, eta, offset, seed, effects)
+    prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
+    sampler = _sampler(prior_key, effects, int(warmup), int(per_theta))
+    keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 5), "fit").integers(2**31))), theta.size)
+    out = jax.device_get(sampler(keys, init, jnp.asarray(eta), jnp.asarray(offset), model_data))
+    flat = {k: np.asarray(v, dtype=np.float64).reshape((-1,) + np.shape(v)[2:]) for k, v in out["sites"].items()
+            if k != "run_z"}
+    return OodStage(theta=np.repeat(theta, per_theta), draws=flat, runs=stage_runs,
+                    divergences=int(np.asarray(out["diverging"]).sum()))
+
+
+def _initial_values(model_data, eta, offset, seed, effects):
+    """Noise scales from the RMS OOD residual at each θ (half each), run effects at zero."""
+    weights = jax.nn.softmax(jnp.asarray(eta).at[..., 0].add(jnp.asarray(offset)), axis=-1)
+    mean = np.asarray(expected_observation(model_data, weights)[0])
+    residual = np.asarray(model_data.observed)[None] - mean
+    axes = tuple(range(1, residual.ndim))
+    sigma = np.clip(np.sqrt(np.mean(residual ** 2, axis=axes)), 1e-3, 1.0)
+    rng = stream((seed, 6), "fit")
+    count = eta.shape[0]
+    init = {"sigma_obs": np.log(sigma / 2) + 0.1 * rng.standard_normal(count),
+            "sigma_logit": np.log(2 * sigma) + 0.1 * rng.standard_normal(count)}
+    if effects != "none":
+        init["sigma_run"] = np.log(0.5) + 0.1 * rng.standard_normal(count)
+        site = "run_effect" if model_module.RUN_PARAMETERIZATION == "centred" else "run_z"
+        init[site] = 0.1 * rng.standard_normal((count, model_data.run_rows.shape[0]))
+    return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in init.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _sampler(prior_key, effects: str, warmup: int, per_theta: int):
+    """The jitted program: one NUTS chain per θ, one after the other."""
+    priors = {name: (kind, args) for name, kind, args in prior_key}
+    model = functools.partial(ood_model, priors=priors, effects=effects)
+
+    def potential(inputs):
+        eta, offset, data = inputs
+        return lambda z: potential_energy(model, (data, eta, offset), {}, z)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential, algo="NUTS")
+
+    def chain(key, z0, eta, offset, data):
+        inputs = (eta, offset, data)
+        state = init_kernel(z0, warmup, dense_mass=False, target_accept_prob=0.9,
+                            model_args=(inputs,), rng_key=key)
+
+        def step(state, _):
+            state = sample_kernel(state, model_args=(inputs,))
+            return state, (state.z, state.diverging)
+
+        _, (z, diverging) = jax.lax.scan(step, state, jnp.arange(warmup + per_theta))
+        z = jax.tree.map(lambda x: x[warmup:], z)
+        sites = constrain_fn(model, (data, eta, offset), {}, z, return_deterministic=True, batch_ndims=1)
+        return sites, diverging[warmup:]
+
+    def run(keys, init, eta, offset, data):
+        sites, diverging = jax.lax.map(lambda a: chain(a[0], a[1], a[2], a[3], data), (keys, init, eta, offset))
+        return {"sites": sites, "diverging": diverging}
+
+    return jax.jit(run)
+
+
+def ood_effect_columns(stage: OodStage | None, runs: np.ndarray) -> np.ndarray:
+    """For evidence runs `runs` (C,), the column of each in the stage's run effects (−1: not
+    fitted in the stage, its OOD effect is a new draw)."""
+    if stage is None or "run_effect" not in stage.draws:
+        return np.full(len(runs), -1)
+    column = {int(r): k for k, r in enumerate(stage.runs)}
+    return np.array([column.get(int(r), -1) for r in runs])
