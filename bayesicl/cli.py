@@ -1,4 +1,5 @@
-"""The `bayesicl` command line (README.md#command-line): demo, train, sweep, fit, plot, report, check.
+"""The `bayesicl` command line (README.md#command-line): demo, train, sweep, fit, predict, cross-validate,
+plot, report, check.
 
 Every verb exits 0 on success and 1 on a usage or data error, printing one line on stderr
 (the traceback only with --debug). Verbs import their stage lazily so that `bayesicl fit`
@@ -38,6 +39,18 @@ def _fit(args: argparse.Namespace) -> int:
     from .fit.command import fit_main
 
     return fit_main(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .fit.population_command import predict_main
+
+    return predict_main(args)
+
+
+def _cross_validate(args: argparse.Namespace) -> int:
+    from .fit.population_command import cross_validate_main
+
+    return cross_validate_main(args)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -82,12 +95,26 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run-level effects of the NUTS model: per-run log-odds offsets (run) and a "
                              "within-run AR(1) deviation (trend) (default: run+trend with two strategies, "
                              "run with more)")
+    parser.add_argument("--pool", default=None, choices=["none", "full", "partial"],
+                        help="with several configurations in RUNS (runs differing in more than diversity and "
+                             "seed): none fits each alone, full shares one (alpha, beta, gamma), partial pools "
+                             "them hierarchically (default: partial with several configurations)")
+    parser.add_argument("--covariates", default=None, metavar="A,B",
+                        help="settings whose log enters the population model, e.g. mlp_width,context_length "
+                             "(default: every numeric setting that varies)")
+    _add_convention_argument(parser)
     parser.add_argument("--chains", type=int, default=4, help="NUTS chains (default: %(default)s)")
     parser.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=1000,
                         help="NUTS warm-up steps per chain (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the MAP starts, the sampler and the baselines (default: %(default)s)")
+
+
+def _add_convention_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--paper-compatible", action="store_true",
+                        help="measure K in the paper's convention (its compressors, dtypes and K_code) instead "
+                             "of bayesicl's; alpha, beta, gamma are comparable only under one convention")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,13 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     demo = verb("demo", _demo, "fit the rational model to the runs shipped in data/ and write the report")
-    demo.add_argument("--task", default="urns", choices=["urns", "regression", "classification", "markov"],
-                      help="which shipped runs to fit (default: %(default)s)")
+    demo.add_argument("--task", default="urns", choices=["urns", "regression", "classification", "markov", "urns-grid"],
+                      help="which shipped runs to fit; urns-grid: the configuration grid, fitted with partial "
+                           "pooling (default: %(default)s)")
     demo.add_argument("--out", default=None, help="output folder (default: demo-out/TASK)")
     demo.add_argument("--method", choices=["map", "nuts"], default="nuts",
                       help="map: the paper's objective, a point estimate; nuts: the posterior (default: nuts)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the fit (default: %(default)s)")
     demo.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    _add_convention_argument(demo)
 
     train = verb("train", _train, "train one reference transformer per diversity and log its run")
     sweep = verb("sweep", _sweep, "train a grid of runs (diversities × widths × lengths × seeds)")
@@ -130,6 +159,35 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("runs", help="a run folder or a folder of runs")
     fit.add_argument("--out", default=None, help="output folder for the fit (default: RUNS-fit beside RUNS)")
     _add_fit_arguments(fit)
+
+    predict = verb("predict", _predict, "predict the phase diagram and N*(D) of a configuration nobody trained, "
+                   "from a fit of several configurations")
+    predict.add_argument("fit", help="a folder written by `bayesicl fit RUNS/` over several configurations")
+    predict.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", required=True,
+                         help="a setting of the new configuration, e.g. mlp_width=512 (required, repeatable; "
+                              "settings not given are those of the nearest fitted configuration)")
+    predict.add_argument("--diversity", type=int, nargs="+", required=True, metavar="D",
+                         help="diversities to predict, e.g. 4 16 64 256 (required)")
+    predict.add_argument("--step", type=float, nargs="+", default=[100, 300, 1000, 3000, 10000, 30000, 100000],
+                         metavar="N", help="steps to predict (default: %(default)s)")
+    predict.add_argument("--out", default=None, help="output folder (default: FIT-predicted beside FIT)")
+    predict.add_argument("--seed", type=int, default=0, help="seed of the population draws (default: %(default)s)")
+
+    cv = verb("cross-validate", _cross_validate, "leave-one-configuration-out validation of partial, no and "
+              "full pooling; writes a table")
+    cv.add_argument("runs", help="a folder of runs with at least 3 configurations")
+    cv.add_argument("--by", default="config", choices=["config"], help="what to hold out (default: %(default)s)")
+    cv.add_argument("--pools", nargs="+", default=["partial", "none", "full"], choices=["partial", "none", "full"],
+                    help="pooling choices to compare (default: partial none full)")
+    cv.add_argument("--covariates", default=None, metavar="A,B",
+                    help="settings of the covariates (default: every numeric setting that varies)")
+    cv.add_argument("--effects", default=None, choices=["none", "run", "run+trend"],
+                    help="run-level effects (default: run+trend with two strategies)")
+    cv.add_argument("--out", default=None, help="output folder (default: RUNS-cv beside RUNS)")
+    cv.add_argument("--chains", type=int, default=4, help="NUTS chains (default: %(default)s)")
+    cv.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default: %(default)s)")
+    cv.add_argument("--warmup", type=int, default=1000, help="NUTS warm-up steps per chain (default: %(default)s)")
+    cv.add_argument("--seed", type=int, default=0, help="seed of the fits and draws (default: %(default)s)")
 
     plot = verb("plot", _plot, "draw the figures of a fit folder")
     plot.add_argument("fit", help="a folder written by `bayesicl fit` or `bayesicl demo`")

@@ -16,6 +16,12 @@ Per-condition metrics are averaged over conditions for the summaries; correlatio
 Pearson r between predicted w_M and the observed M-weight over conditions (w̃_M of docs/model.md#observed-weights
 with two strategies; the convex observed weight of M with more).
 
+The metrics compare h with T token by token at weights known only after the fit, and TVD
+and Spearman are not smooth in the weights, so no statistic tabulated at build time gives
+them exactly: they read the outputs once more from the evidence's source, one block of
+checkpoints at a time (`bayesicl.evidence.stream`). `fit_metrics` computes the fit's
+metrics and both baselines in that one pass.
+
 >>> import bayesicl as bic, numpy as np
 >>> from bayesicl.evidence import evidence_from_arrays
 >>> task = bic.task("urns", num_dims=3, context_length=2)
@@ -61,7 +67,35 @@ def condition_metrics(evidence, predicted_weights) -> pd.DataFrame:
     predicted_weights (C, S) in the order of `evidence.strategies`. Returns one row per
     (condition, split) with condition, run, diversity, seed, step, split and the metrics.
     """
-    return _metrics_table(evidence, _check_weights(evidence, predicted_weights))
+    return _metrics_tables(evidence, {"h": (_check_weights(evidence, predicted_weights), _mixture)})["h"]
+
+
+def fit_metrics(evidence, predicted_weights, in_fit, seed,
+                expected_observed: dict[str, np.ndarray] | None = None):
+    """`condition_metrics`, `summarize_metrics` and `baselines` in one pass over the outputs:
+    returns (table, summary, baselines).
+
+    >>> import bayesicl as bic
+    >>> from bayesicl.evidence import evidence_from_arrays
+    >>> task = bic.task("urns", num_dims=3, context_length=2)
+    >>> s = np.log(np.random.default_rng(0).dirichlet(np.ones(3), size=(1, 2, 2, 4, 2)))
+    >>> t = np.log(0.3 * np.exp(s[:, 0]) + 0.7 * np.exp(s[:, 1]))
+    >>> ev = evidence_from_arrays(task, ("memorizing", "generalizing"), t, s, diversity=[4],
+    ...     step=[10], loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
+    >>> table, summary, base = fit_metrics(ev, np.array([[0.3, 0.7]]), np.array([True]), seed=0)
+    >>> round(summary["fit"]["id"]["tvd"], 9), base["constant"]["fit"]["id"]["tvd"] > 0
+    (0.0, True)
+    """
+    weights = _check_weights(evidence, predicted_weights)
+    random_weights = _random_weights(evidence, seed)
+    unused = np.zeros_like(weights)                                # C ignores the weights
+    tables = _metrics_tables(evidence, {"h": (weights, _mixture), "constant": (unused, _constant_output),
+                                        "random": (random_weights, _mixture)})
+    num_conditions = evidence.num_conditions
+    summary = _summarize(evidence, tables["h"], weights[:, 0], in_fit, expected_observed)
+    base = {"constant": _summarize(evidence, tables["constant"], np.zeros(num_conditions), in_fit),
+            "random": _summarize(evidence, tables["random"], random_weights[:, 0], in_fit)}
+    return tables["h"], summary, base
 
 
 def summarize_metrics(evidence, predicted_weights, in_fit, table: pd.DataFrame | None = None,
@@ -92,15 +126,20 @@ def baselines(evidence, in_fit, seed) -> dict[str, Any]:
     `summarize_metrics`.
     """
     num_conditions, num_strategies = evidence.num_conditions, len(evidence.strategies)
-    random_weights = stream(seed, "random_weights").dirichlet(np.ones(num_strategies),
-                                                                size=num_conditions)
+    random_weights = _random_weights(evidence, seed)
     unused = np.zeros((num_conditions, num_strategies))            # C ignores the weights
-    constant = _metrics_table(evidence, unused, predict=_constant_output)
+    tables = _metrics_tables(evidence, {"constant": (unused, _constant_output),
+                                        "random": (random_weights, _mixture)})
     return {
-        "constant": _summarize(evidence, constant, np.zeros(num_conditions), in_fit),
-        "random": _summarize(evidence, condition_metrics(evidence, random_weights),
-                             random_weights[:, 0], in_fit),
+        "constant": _summarize(evidence, tables["constant"], np.zeros(num_conditions), in_fit),
+        "random": _summarize(evidence, tables["random"], random_weights[:, 0], in_fit),
     }
+
+
+def _random_weights(evidence, seed) -> np.ndarray:
+    """The random baseline's weights: Dirichlet(1) per condition from stream(seed, "random_weights")."""
+    return stream(seed, "random_weights").dirichlet(np.ones(len(evidence.strategies)),
+                                                    size=evidence.num_conditions)
 
 
 # -- per-token metrics ------------------------------------------------------------------------------
@@ -121,7 +160,11 @@ def rank_correlation(p, q) -> np.ndarray:
     >>> float(rank_correlation(np.array([0.1, 0.5, 0.4]), np.array([0.2, 0.7, 0.1])))
     0.5
     """
-    rank_p, rank_q = average_ranks(p), average_ranks(q)
+    return _ranked_correlation(average_ranks(p), average_ranks(q))
+
+
+def _ranked_correlation(rank_p: np.ndarray, rank_q: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ranks over the last axis (NaN where either is constant)."""
     rank_p = rank_p - rank_p.mean(axis=-1, keepdims=True)
     rank_q = rank_q - rank_q.mean(axis=-1, keepdims=True)
     norm = np.sqrt((rank_p ** 2).sum(axis=-1) * (rank_q ** 2).sum(axis=-1))
@@ -192,46 +235,56 @@ def _constant_output(weights: np.ndarray, strategies: observe.Prepared) -> np.nd
     return np.full(shape, 1.0 / shape[-1])
 
 
-def _metrics_table(evidence, weights: np.ndarray, predict=_mixture) -> pd.DataFrame:
-    """Per (condition, split) metrics of h = predict(weights (c, S), strategies) against T.
+def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]]) -> dict[str, pd.DataFrame]:
+    """Per (condition, split) metrics of h = predict(weights (c, S), strategies) against T, for
+    every {name: (weights, predict)} at once.
 
-    Run by run (each run's strategies are prepared once), over chunks of its conditions.
+    One pass over the evidence's source: run by run (each run's strategies are prepared
+    once), block by block of its checkpoints, over chunks of a block's conditions; T is
+    prepared (and, for Spearman, ranked) once per chunk for every predictor.
     """
-    arrays = evidence.arrays
+    source = evidence.source
+    if source is None:
+        raise BayesiclError("the metrics need the evidence's outputs; this evidence carries none")
     names = metric_names(evidence)
     kind = evidence.output_kind
-    splits = [str(s) for s in arrays["split"].values]
-    scored = np.asarray(arrays["scored"].values, dtype=bool)
-    transformer = arrays["transformer"].values
-    strategies = arrays["strategy"].values
-    run = evidence.conditions["run"].to_numpy()
-    num_conditions = len(run)
-    # Floats per condition: the strategies' mixture, or the O × O rank comparisons.
-    per_condition = int(np.prod(strategies.shape[3:])) * max(strategies.shape[1], strategies.shape[-1])
-    chunk = max(1, CHUNK_FLOATS // max(per_condition, 1))
-    frames = []
-    for split in SPLITS:
-        k = splits.index(split)
-        values = {name: np.empty(num_conditions) for name in names}
-        for r in range(strategies.shape[0]):
-            prepared = observe.prepare(strategies[r, :, k], kind, scored)          # (S, B, P', O)
-            rows_of_run = np.flatnonzero(run == r)
-            for start in range(0, rows_of_run.size, chunk):
-                rows = rows_of_run[start:start + chunk]
-                h = predict(weights[rows], prepared)                              # (c, B, P', O)
-                t = observe.prepare(transformer[rows, k], kind, scored)
-                for name, value in _chunk_metrics(names, t, h).items():
-                    values[name][rows] = value
-        frame = evidence.conditions[["condition", "run", "diversity", "seed", "step"]].copy()
-        frame.insert(5, "split", split)
-        for name in names:
-            frame[name] = values[name]
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    splits = evidence.splits
+    scored = evidence.scored
+    num_conditions = evidence.num_conditions
+    values = {(name, split): {metric: np.full(num_conditions, np.nan) for metric in names}
+              for name in predictors for split in SPLITS}
+    for r in range(source.num_runs):
+        strategies = np.asarray(source.strategy(r))                                  # (S, split, B, P, O)
+        # Floats per condition: the strategies' mixture, or the O × O rank comparisons.
+        per_condition = int(np.prod(strategies.shape[2:])) * max(strategies.shape[0], strategies.shape[-1])
+        chunk = max(1, CHUNK_FLOATS // max(per_condition, 1))
+        prepared = {split: observe.prepare(strategies[:, splits.index(split)], kind, scored) for split in SPLITS}
+        for block_rows, block in source.blocks(r):
+            for start in range(0, block_rows.size, chunk):
+                rows = block_rows[start:start + chunk]
+                for split in SPLITS:
+                    t = observe.prepare(block[start:start + chunk, splits.index(split)], kind, scored)
+                    t_ranks = average_ranks(t.probs) if "spearman" in names else None
+                    for name, (weights, predict) in predictors.items():
+                        h = predict(weights[rows], prepared[split])                  # (c, B, P', O)
+                        for metric, value in _chunk_metrics(names, t, h, t_ranks).items():
+                            values[(name, split)][metric][rows] = value
+    out = {}
+    for name in predictors:
+        frames = []
+        for split in SPLITS:
+            frame = evidence.conditions[["condition", "run", "diversity", "seed", "step"]].copy()
+            frame.insert(5, "split", split)
+            for metric in names:
+                frame[metric] = values[(name, split)][metric]
+            frames.append(frame)
+        out[name] = pd.concat(frames, ignore_index=True)
+    return out
 
 
-def _chunk_metrics(names, t: observe.Prepared, h: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics for a chunk: prepared T and h (c, B, P', O) (probabilities or predictions)."""
+def _chunk_metrics(names, t: observe.Prepared, h: np.ndarray, t_ranks: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Metrics for a chunk: prepared T and h (c, B, P', O) (probabilities or predictions);
+    `t_ranks` the average ranks of T's probabilities (computed here when None)."""
     out = {}
     if t.probs is None:
         if "r2" in names:
@@ -242,9 +295,10 @@ def _chunk_metrics(names, t: observe.Prepared, h: np.ndarray) -> dict[str, np.nd
     if "tvd" in names:
         out["tvd"] = total_variation(h, t.probs).mean(axis=(1, 2))
     if "spearman" in names:
+        ranks = average_ranks(t.probs) if t_ranks is None else t_ranks
         with warnings.catch_warnings():   # a condition whose rows are all constant: NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            out["spearman"] = np.nanmean(rank_correlation(h, t.probs).reshape(len(h), -1), axis=1)
+            out["spearman"] = np.nanmean(_ranked_correlation(average_ranks(h), ranks).reshape(len(h), -1), axis=1)
     if "agreement" in names:
         out["agreement"] = (h.argmax(-1) == t.probs.argmax(-1)).mean(axis=(1, 2))
     if "kl" in names:

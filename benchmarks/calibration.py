@@ -7,7 +7,9 @@ of sd `run_sd` and an AR(1) log-odds deviation along the run's checkpoints (sd 0
 correlation 0.7), built with `bayesicl.fit.synthetic.misfit_weights`. For each run_sd in
 (0.5, 1) and 5 truths: does the 90% interval of α, β, γ cover the truth (15 checks per
 run_sd; target ≥ 12), and what share of held-out observed weights lie inside their 90%
-predictive interval (target 80–97%)?
+predictive interval (target 80–97%; ID and OOD held-out observations together, and each)?
+Held-out conditions of a fitted run are forecast from the run's fit residuals (the AR(1)
+conditional, `bayesicl.fit.predict.condition_on_runs`); the held-out diversity gets a new run.
 
     nice python benchmarks/calibration.py [--effects run+trend] [--draws 1000] [--out FILE]
 
@@ -70,9 +72,11 @@ def run_one(setup, truth, run_sd: float, seed: int, effects: str | None, chains:
     table = result.conditions
     held = table[(table["subset"] == "heldout") & table["observed_weight"].notna()]
     inside = ((held["observed_weight"] >= held["observed_low"]) & (held["observed_weight"] <= held["observed_high"]))
+    per_split = {split: [int(inside[held["split"] == split].sum()), int((held["split"] == split).sum())]
+                 for split in ("id", "ood")}
     return {"run_sd": run_sd, "seed": seed, "truth": list(truth), "covered": covered,
             "intervals": {k: [summary["params"][k]["low"], summary["params"][k]["high"]] for k in covered},
-            "heldout_inside": int(inside.sum()), "heldout_total": int(len(held)),
+            "heldout_inside": int(inside.sum()), "heldout_total": int(len(held)), "heldout_by_split": per_split,
             "coverage": summary["coverage"], "diagnostics": summary["diagnostics"],
             "identified": summary["identified"], "seconds": time.perf_counter() - clock}
 
@@ -93,17 +97,20 @@ def main() -> None:
             row = run_one(setup, truth, run_sd, seed, args.effects, args.chains, args.draws)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.out:                   # after every fit: a long run that stops keeps its rows
+                with open(args.out, "w") as handle:
+                    json.dump(rows, handle, indent=1)
     for run_sd in args.run_sd:
         part = [r for r in rows if r["run_sd"] == run_sd]
         covered = sum(sum(r["covered"].values()) for r in part)
         inside = sum(r["heldout_inside"] for r in part) / max(sum(r["heldout_total"] for r in part), 1)
         divergences = sum(r["diagnostics"]["divergences"] for r in part)
+        split = {k: sum(r["heldout_by_split"][k][0] for r in part)
+                 / max(sum(r["heldout_by_split"][k][1] for r in part), 1) for k in ("id", "ood")}
         print(f"run_sd {run_sd}: parameter intervals cover the truth in {covered} of {3 * len(part)} checks; "
-              f"held-out predictive coverage {inside:.3f}; divergences {divergences}; "
+              f"held-out predictive coverage {inside:.3f} (ID {split['id']:.3f}, OOD {split['ood']:.3f}); "
+              f"divergences {divergences}; "
               f"{np.mean([r['seconds'] for r in part]):.0f} s per fit")
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(rows, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Measures, on one device (CPU by default, `--device cuda` if available):
 2. the wall time of 8 diversities trained one after another vs as one stacked ensemble
    (`train_ensemble`), and their ratio, in the same process;
 3. the per-step time of the urns paper preset through `train_run` next to a plain loop (the
-   same model, AdamW and clipping on one fixed batch; no data generation, no logging).
+   same model, AdamW and clipping on one fixed batch; no data generation, no logging);
+4. the cost of logging: the per-step time of the urns-small recipe with 26 checkpoints
+   through `train_run` (data, evaluation and the background checkpoint writer included) next
+   to a plain loop over the same batches (`--logging-steps`; `--only-logging` runs just this).
 
     python benchmarks/training.py [--steps 200] [--device cpu] [--out results.json]
     python benchmarks/training.py --device cuda --presets urns --sweep-preset urns --sweep-steps 2000
@@ -110,6 +113,46 @@ def paper_step_time(steps: int, device: str) -> dict:
             "overhead_ratio": logged / plain, "num_parameters": model.num_parameters()}
 
 
+def logging_overhead(steps: int, device: str, checkpoints: int = 26) -> dict:
+    """Per-step time of `train_run` (26 checkpoints logged) over a plain loop on the same
+    batches, measured in the same process, plain loop first and last (their mean is used)."""
+    from bayesicl.transformers.batches import TrainingBatches
+    from bayesicl.transformers.train import adamw, data_workers, to_device
+
+    recipe = load_recipe("urns-small", {"steps": steps, "checkpoints": checkpoints, "device": device})
+    task = bic.task("urns", **recipe.task_params())
+    pool = task.pool(64, seed=recipe.seed)
+
+    def plain() -> float:
+        model = init_parameters(Transformer(ModelConfig.for_task(task, **recipe.architecture())), 0).to(device)
+        optimizer = adamw(model.parameters(), recipe)
+        with TrainingBatches(task, [pool], recipe, 1, workers=data_workers(recipe)) as batches:
+            began = time.perf_counter()
+            for step in range(1, steps + 1):
+                inputs, targets = to_device(batches.take(step), torch.device(device))
+                for group in optimizer.param_groups:
+                    group["lr"] = recipe.learning_rate_at(step)
+                loss = model.loss(inputs[0], targets[0])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                loss.detach()
+            return (time.perf_counter() - began) / steps
+
+    before = plain()
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        train_run(recipe, 64, tmp, progress=False)
+        logged = (time.perf_counter() - began) / steps
+    after = plain()
+    baseline = (before + after) / 2
+    return {"preset": "urns-small", "steps": steps, "checkpoints": checkpoints,
+            "plain_loop_s_per_step": baseline, "plain_loop_runs_s_per_step": [before, after],
+            "train_run_s_per_step": logged, "ratio": logged / baseline,
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="steps per preset measurement")
@@ -119,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=PRESETS)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--logging-steps", type=int, default=1000,
+                        help="steps of the logging-overhead measurement (26 checkpoints)")
+    parser.add_argument("--only-logging", action="store_true", help="measure only the logging overhead")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,19 +173,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "presets": []}
+    overhead = logging_overhead(args.logging_steps, args.device)
+    results["logging"] = overhead
+    print(f"urns-small, {overhead['checkpoints']} checkpoints: {overhead['train_run_s_per_step'] * 1e3:.1f} ms/step "
+          f"through train_run, {overhead['plain_loop_s_per_step'] * 1e3:.1f} ms/step plain loop "
+          f"(x{overhead['ratio']:.3f})", flush=True)
+    if args.only_logging:
+        args.presets = []
     for name in args.presets:
         row = preset_throughput(name, args.steps, args.device)
         results["presets"].append(row)
         print(f"{name:22s} {row['steps_per_s']:7.2f} steps/s {row['tokens_per_s']:10.0f} tokens/s", flush=True)
-    sweep = sweep_ratio(args.sweep_steps, args.device, args.sweep_preset)
-    results["sweep"] = sweep
-    print(f"{sweep['preset']}, 8 diversities x {sweep['steps']} steps: one after another {sweep['one_after_another_s']:.1f} s, "
-          f"batched {sweep['batched_s']:.1f} s, speed-up {sweep['speedup']:.2f}x", flush=True)
-    paper = paper_step_time(args.steps, args.device)
-    results["paper_urns"] = paper
-    print(f"urns paper preset: {paper['train_run_s_per_step'] * 1e3:.1f} ms/step through train_run, "
-          f"{paper['plain_loop_s_per_step'] * 1e3:.1f} ms/step plain loop "
-          f"(x{paper['overhead_ratio']:.2f})", flush=True)
+    if not args.only_logging:
+        sweep = sweep_ratio(args.sweep_steps, args.device, args.sweep_preset)
+        results["sweep"] = sweep
+        print(f"{sweep['preset']}, 8 diversities x {sweep['steps']} steps: one after another "
+              f"{sweep['one_after_another_s']:.1f} s, batched {sweep['batched_s']:.1f} s, "
+              f"speed-up {sweep['speedup']:.2f}x", flush=True)
+        paper = paper_step_time(args.steps, args.device)
+        results["paper_urns"] = paper
+        print(f"urns paper preset: {paper['train_run_s_per_step'] * 1e3:.1f} ms/step through train_run, "
+              f"{paper['plain_loop_s_per_step'] * 1e3:.1f} ms/step plain loop "
+              f"(x{paper['overhead_ratio']:.2f})", flush=True)
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(results, handle, indent=2)

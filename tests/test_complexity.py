@@ -405,3 +405,43 @@ def test_complexity_rejects_what_is_not_a_strategy():
         data_length(StandIn("memorizing", make_task("urns"), np.ones((3, 5))))
     with pytest.raises(BayesiclError, match="diversity"):
         complexity_table(make_task("urns"), [], seed=0)
+
+
+def test_fit_records_its_k_convention_and_refuses_evidence_of_the_other():
+    from bayesicl.fit import fit
+    from bayesicl.fit.synthetic import synthetic_evidence
+
+    task = bic.task("urns", num_dims=4, context_length=8)
+    evidence = synthetic_evidence(task, [2, 4, 8], [10, 100, 1000], params=(0.6, 0.2, 0.85),
+                                  num_sequences=8, loss_sequences=64)
+    result = fit(evidence, method="map", holdout=0.0, random_starts=1)
+    assert result.summary()["complexity_convention"] == "bayesicl"
+    with pytest.raises(BayesiclError, match="convention"):
+        fit(evidence, method="map", holdout=0.0, random_starts=1, paper_compatible=True)
+
+
+@pytest.mark.parametrize("verb", [["fit", "runs"], ["demo"]])
+def test_fit_and_demo_take_a_paper_compatible_flag(verb):
+    from bayesicl.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(verb + ["--paper-compatible"]).paper_compatible is True
+    assert parser.parse_args(verb).paper_compatible is False
+
+
+def test_paper_convention_on_bayesicls_pools_differs_from_the_papers_by_the_pools_lzma_mode():
+    """The paper's K_M(D) are its own pools' sizes; another Dirichlet draw compresses
+    differently because lzma (default literal contexts) is bimodal across draws of float64
+    pools, while byte-aligned literal contexts (lc 0, lp 3, pb 3) size both alike."""
+    task = make_task("urns")
+    ours, paper = task.pool(512, 0), paper_urns_pool(512)
+
+    def lzma_bits(pool, **filters):
+        if not filters:
+            return 8 * len(lzma.compress(pool.tobytes(), preset=9 | lzma.PRESET_EXTREME))
+        chain = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, **filters}]
+        return 8 * len(lzma.compress(pool.tobytes(), format=lzma.FORMAT_RAW, filters=chain))
+
+    assert lzma_bits(ours) / lzma_bits(paper) > 1.01                     # two modes, ~1.7% apart
+    aligned = lzma_bits(ours, lc=0, lp=3, pb=3) / lzma_bits(paper, lc=0, lp=3, pb=3)
+    assert abs(aligned - 1) < 0.002

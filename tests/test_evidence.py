@@ -237,8 +237,8 @@ def test_cache_hits_recomputes_after_a_run_changes_and_never_writes_into_the_run
     write_runs(runs, task, (2, 4), weights=(0.0, 0.5, 1.0))
     before = tree_digest(runs)
     builds, losses = [], []
-    real_build, real_loss = build_module.evidence_from_arrays, bayesicl.strategies.paired_losses
-    monkeypatch.setattr(build_module, "evidence_from_arrays", lambda *a, **k: builds.append(1) or real_build(*a, **k))
+    real_build, real_loss = build_module.assemble, bayesicl.strategies.paired_losses
+    monkeypatch.setattr(build_module, "assemble", lambda *a, **k: builds.append(1) or real_build(*a, **k))
     monkeypatch.setattr(bayesicl.strategies, "paired_losses", lambda *a, **k: losses.append(1) or real_loss(*a, **k))
 
     first = build_evidence(runs, loss_sequences=LOSS_SEQUENCES)
@@ -252,7 +252,7 @@ def test_cache_hits_recomputes_after_a_run_changes_and_never_writes_into_the_run
     np.testing.assert_array_equal(first.arrays["transformer"].values, second.arrays["transformer"].values)
     assert second.task == first.task and second.cutoff_step == first.cutoff_step
     assert tree_digest(runs) == before
-    assert any(private_cache.rglob("arrays.nc"))
+    assert any(private_cache.rglob("statistics.nc")) and any(private_cache.rglob("run-0001.npy"))
 
     # A new checkpoint changes the run's content hash: the evidence is rebuilt, L̄ is reused.
     pool = task.pool(4, seed=0)

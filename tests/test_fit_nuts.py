@@ -131,3 +131,37 @@ def test_inference_data_holds_the_groups_arviz_needs(grid):
     for name in NAMES:
         leaf = summary["params"][name]
         assert leaf["low"] <= leaf["mean"] <= leaf["high"] and leaf["sd"] > 0
+
+
+def test_a_seen_runs_heldout_conditions_are_forecast_from_its_fit_residuals():
+    """condition_on_runs equals Gaussian conditioning on the full joint covariance of each
+    run (AR(1) in checkpoint order, docs/model.md#run-effects-and-honest-intervals), leaves
+    the given rows and the rows of runs without given rows as they were."""
+    from bayesicl.fit.model import RESOLUTION
+    from bayesicl.fit.predict import condition_on_runs
+
+    rng = np.random.default_rng(3)
+    draws, run = 5, np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 2])
+    position = np.array([0, 1, 2, 3, 4, 0, 1, 0, 1, 2])
+    given = np.array([1, 1, 1, 0, 0, 0, 0, 1, 0, 1], dtype=bool)
+    mean, sens = rng.normal(size=(draws, 10)), rng.uniform(0.1, 1.0, size=(draws, 10))
+    sigma_obs, sigma_logit = rng.uniform(0.01, 0.1, draws), rng.uniform(0.2, 1.0, draws)
+    corr = rng.uniform(0.1, 0.9, draws)
+    scale = np.sqrt(RESOLUTION ** 2 + sigma_obs[:, None] ** 2 + (sigma_logit[:, None] * sens) ** 2)
+    observed = rng.normal(size=10)
+    got_mean, got_scale = condition_on_runs(mean, scale, sens, sigma_obs, sigma_logit, corr, observed, given,
+                                            run, position)
+    for n in range(draws):
+        same_run = run[:, None] == run[None, :]
+        lag = np.abs(position[:, None] - position[None, :])
+        cov = np.where(same_run, sigma_logit[n] ** 2 * np.outer(sens[n], sens[n]) * corr[n] ** lag, 0.0)
+        cov += np.eye(10) * (RESOLUTION ** 2 + sigma_obs[n] ** 2)
+        g = np.flatnonzero(given)
+        for h in np.flatnonzero(~given):
+            if not given[run == run[h]].any():
+                assert got_mean[n, h] == mean[n, h] and got_scale[n, h] == scale[n, h]
+                continue
+            gain = np.linalg.solve(cov[np.ix_(g, g)], cov[g, h])
+            assert got_mean[n, h] == pytest.approx(mean[n, h] + gain @ (observed[g] - mean[n, g]), rel=1e-9)
+            assert got_scale[n, h] ** 2 == pytest.approx(cov[h, h] - cov[h, g] @ gain, rel=1e-9)
+        assert np.array_equal(got_mean[n, given], mean[n, given])

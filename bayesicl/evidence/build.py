@@ -3,6 +3,12 @@
 Every run × checkpoint is one condition; several seeds at one diversity are several runs
 (each with its own pool, inputs and strategy outputs), never averaged before the fit.
 Strategy probabilities become log-probabilities floored at 1e-30 (`observe.log_probs`).
+
+The build streams: a runs folder is opened lazily (`bayesicl.evidence.stream`), the
+strategies run once per run, and the checkpoints are read one block at a time while the
+per-condition statistics are computed, so memory does not grow with the number of
+checkpoints (only the strategies' outputs of every run, one checkpoint's worth per run, are
+kept: the metrics of a fit read them again).
 """
 
 from __future__ import annotations
@@ -18,18 +24,19 @@ import numpy as np
 from .. import observe
 from ..errors import BayesiclError
 from . import cache as store
-from .table import Evidence, check_cutoff, evidence_from_arrays
-from .terms import make_strategy, paper_compatible, terms_table
+from .stream import LazyRun, RunSource, open_lazy_runs, run_splits
+from .table import Evidence, _condition_index, _scored_mask, _split_names, assemble, check_cutoff
+from .terms import make_strategy, paper_compatible as _check_convention, terms_table
 
 
 def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
                    cutoff: str | int = "paper", loss_sequences: int | None = None,
                    cache: bool = True, progress: bool = False,
-                   complexity_convention: str = "bayesicl") -> Evidence:
+                   complexity_convention: str = "bayesicl", paper_compatible: bool | None = None) -> Evidence:
     """The evidence of a set of logged runs of one setting (docs/model.md#observed-weights).
 
     `runs_dir_or_list` is a directory holding runs (searched recursively) or a list of
-    `bayesicl.runs.Run`. The strategies (None: the family's default, M and G, or M2, G2, M1,
+    `bayesicl.runs.Run` (a folder is read checkpoint by checkpoint, never whole). The strategies (None: the family's default, M and G, or M2, G2, M1,
     G1 for markov) run on each run's evaluation inputs; L̄_s(D) uses
     `loss_sequences` sequences (None: the default of docs/model.md#strategy-loss). With `cache`, the result is stored
     in the user cache (never in the runs' folder) under the runs' content hashes, the
@@ -37,6 +44,7 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
     shows a progress bar over the runs (tqdm, on stderr). `complexity_convention` chooses
     K: "bayesicl" (docs/model.md#complexity) or "paper" (the paper's compressors, dtypes and
     K_code, `bayesicl.strategies.complexity`); α, β, γ are comparable only under one.
+    `paper_compatible=True` is the same as `complexity_convention="paper"` (False: "bayesicl").
     The evidence also carries the paired ΔL̄ = L̄_s − L̄_G with its standard error.
 
     >>> import tempfile, numpy as np, bayesicl as bic
@@ -53,16 +61,16 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
     >>> ev.conditions["observed_weight_id"].round(3).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
-    from ..runs import Run, open_runs
+    from ..runs import Run
 
     check_cutoff(cutoff)
     if isinstance(runs_dir_or_list, (str, os.PathLike)):
-        runs = open_runs(runs_dir_or_list)
+        runs = open_lazy_runs(runs_dir_or_list)
         where = str(runs_dir_or_list)
     else:
         runs = list(runs_dir_or_list)
         where = "the runs given"
-        if not all(isinstance(r, Run) for r in runs):
+        if not all(isinstance(r, (Run, LazyRun)) for r in runs):
             raise BayesiclError("build_evidence takes a runs directory or a list of bayesicl.runs.Run")
     if not runs:
         raise BayesiclError(f"{where}: no runs to build evidence from")
@@ -74,16 +82,19 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
     strategies = tuple(strategies) if strategies else default_strategies(runs[0].task)
     runs_hash = store.key("runs", sorted(r.content_hash for r in runs))
 
-    paper_compatible(complexity_convention)                  # refuses an unknown convention
+    if paper_compatible is not None:
+        complexity_convention = "paper" if paper_compatible else "bayesicl"
+    _check_convention(complexity_convention)                  # refuses an unknown convention
     # One entry for every K convention: K is cheap, the strategies' outputs are not, so a
     # stored entry of the other convention only gets its terms recomputed (L̄ from its cache).
-    entry = store.key("evidence", runs_hash, strategies, cutoff, loss_sequences,
+    entry = store.key("evidence", store.EVIDENCE_FORMAT, runs_hash, strategies, cutoff, loss_sequences,
                       code_fingerprint(runs[0].task.family, strategies))
     task = runs[0].task
     zipf = runs[0].meta.get("zipf")
     pools = {(r.diversity, r.seed if isinstance(r.seed, int) else tuple(r.seed)): r.pool for r in runs}
+    splits = run_splits(runs[0])
     if cache:
-        found = store.load_evidence(entry)
+        found = store.load_evidence(entry, runs, splits)
         if found is not None:
             if found.complexity_convention == complexity_convention and found.loss_difference is not None:
                 return found
@@ -93,31 +104,39 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
                                        loss_difference_se=terms.loss_difference_se,
                                        complexity_convention=complexity_convention)
     kind = "predictions" if task.family == "regression" else "log_probs"
-    splits = [str(s) for s in runs[0].outputs.coords["split"].values]
-    transformer, strategy_outputs, targets, diversity, step, seed, run_index = [], [], [], [], [], [], []
-    for index, run in enumerate(_progress(runs, progress, "strategies on the runs' inputs")):
-        transformer.append(_outputs(run, task, splits))
-        strategy_outputs.append(np.stack([
-            np.stack([_strategy_output(make_strategy(task, k, run.pool, zipf), run.inputs[s], task, kind)
-                      for s in splits]) for k in strategies]))
-        if task.family == "regression":
-            targets.append(np.stack([np.asarray(run.inputs[s]["y"])[..., None] for s in splits]))
+    strategy_outputs = [np.stack([
+        np.stack([_strategy_output(make_strategy(task, k, run.pool, zipf), run.inputs[s], task, kind)
+                  for s in splits]) for k in strategies])
+        for run in _progress(runs, progress, "strategies on the runs' inputs")]
+    targets = None
+    if task.family == "regression":
+        targets = [np.stack([np.asarray(run.inputs[s]["y"], dtype=np.float32)[..., None] for s in splits])
+                   for run in runs]
+    diversity, step, seed, run_index = [], [], [], []
+    for index, run in enumerate(runs):
         steps = np.asarray(run.steps, dtype=np.int64)
         diversity += [run.diversity] * len(steps)
         seed += [_seed(run.seed)[0]] * len(steps)
         step += steps.tolist()
         run_index += [index] * len(steps)
+    table = _condition_index(diversity, step, seed, run_index, len(step))
+    num_positions = strategy_outputs[0].shape[3]
+    scored = _scored_mask(task, None, num_positions)
+    _split_names(task, splits, len(splits))
+    source = RunSource(runs, splits, strategy_outputs, targets)
     terms = terms_table(task, strategies, pools, num_sequences=loss_sequences, zipf=zipf, cache=cache,
                         progress=progress, complexity_convention=complexity_convention)
-    evidence = evidence_from_arrays(
-        task, strategies, np.concatenate(transformer), np.stack(strategy_outputs),
-        diversity=diversity, step=step, seed=seed, run=run_index, loss=terms.loss,
-        complexity=terms.complexity, cutoff=cutoff, settings=runs[0].settings,
-        target=np.stack(targets) if targets else None, splits=splits, runs_hash=runs_hash,
-        loss_difference=terms.loss_difference, loss_difference_se=terms.loss_difference_se,
-        complexity_convention=complexity_convention)
+    evidence = assemble(task, strategies, source, table, scored, loss=terms.loss, complexity=terms.complexity,
+                        loss_difference=terms.loss_difference, loss_difference_se=terms.loss_difference_se,
+                        cutoff=cutoff, settings=runs[0].settings, runs_hash=runs_hash,
+                        complexity_convention=complexity_convention,
+                        progress=(lambda items: _progress(list(items), progress, "checkpoints: distances and objective"))
+                        if progress else None)
     if cache:
-        store.store_evidence(entry, evidence)
+        stored = store.store_evidence(entry, evidence)
+        if stored is not None:      # the strategies' outputs are read back from the cache when needed
+            evidence = dataclasses.replace(evidence, source=RunSource(runs, splits, store.strategy_reader(stored),
+                                                                      targets))
     return evidence
 
 
@@ -149,28 +168,18 @@ def _check_runs(runs: list, where: str) -> None:
         if len(run.steps) < 2:
             raise BayesiclError(f"{run.path}: diversity {run.diversity} has a single checkpoint; "
                                 "the cutoff needs a trajectory of at least two")
-        if np.isnan(np.asarray(run.outputs.values, dtype=np.float32)).any():
+        # A lazily opened run's checkpoints are checked (finite, normalized) as they are read.
+        if not isinstance(run, LazyRun) and np.isnan(np.asarray(run.outputs.values, dtype=np.float32)).any():
             raise BayesiclError(f"{run.path}: logged outputs contain NaN")
-        splits = [str(s) for s in run.outputs.coords["split"].values]
+        splits = run_splits(run)
         if "id" not in splits or "ood" not in splits:
             raise BayesiclError(f"{run.path}: outputs lack the 'id' or 'ood' split (have {splits})")
-        if splits != [str(s) for s in first.outputs.coords["split"].values]:
+        if splits != run_splits(first):
             raise BayesiclError(f"{run.path}: splits {splits} differ from {first.path}")
 
 
 def _seed(seed) -> tuple[int, ...]:
     return (int(seed),) if isinstance(seed, (int, np.integer)) else tuple(int(s) for s in seed)
-
-
-def _outputs(run, task, splits: list[str]) -> np.ndarray:
-    """The run's outputs as (step, split, sequence, position, output), float32."""
-    outputs = run.outputs.transpose("step", "split", "sequence", ...).sel(split=splits)
-    values = np.asarray(outputs.values, dtype=np.float32)
-    if task.family == "regression":
-        return values[..., None]                       # output axis of length 1
-    if values.ndim == 4:
-        return values[:, :, :, None, :]                # classification: the query position
-    return values
 
 
 def _strategy_output(strategy, batch, task, kind: str) -> np.ndarray:

@@ -3,16 +3,20 @@
 `Evidence` is the boundary between observing the transformer (docs/model.md#observed-weights) and fitting the
 rational model (docs/model.md#map, docs/model.md#nuts). `evidence_from_arrays` builds one from NumPy arrays: the
 transformer's outputs per condition and every strategy's outputs per run on the same inputs,
-plus L̄_s(D) and K_s(D). It computes the distances, relative distances, observed weights,
-interpolation distances, convex weights (> 2 strategies) and the modeled checkpoints.
+plus L̄_s(D) and K_s(D). It computes, in one pass over the outputs
+(`bayesicl.evidence.statistics`), the distances, relative distances, observed weights,
+interpolation distances, convex weights (> 2 strategies), the tabulated objective and the
+modeled checkpoints; the token-level outputs stay with their source (runs on disk, or the
+arrays given) and are read again only by the metrics of a fit.
 
-Distances use only the "id" and "ood" splits; classification's "iwl" split travels in the
-arrays for figures and never enters a distance or the fit.
+Distances use only the "id" and "ood" splits; classification's "iwl" split travels with the
+outputs for figures and never enters a distance or the fit.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,15 +28,13 @@ from .. import observe
 from ..errors import BayesiclError
 from ..tasks import Task
 from ..tasks import task as make_task
+from .statistics import DISTANCE_SPLITS, RunObserver, collect, statistics_dataset
+from .stream import ArraySource
 from .terms import paper_compatible, reference_strategy
 
-#: Splits whose distances enter the table (and, ID only, the fit).
-DISTANCE_SPLITS = ("id", "ood")
 #: docs/model.md#cutoff: q of the paper's cutoff rule (0.1 for regression).
 CUTOFF_Q = {"regression": 0.1}
 DEFAULT_CUTOFF_Q = 0.2
-#: Floats per chunk of conditions when computing distances (bounds memory, ~100 MB float64).
-CHUNK_FLOATS = 1 << 23
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,12 +45,20 @@ class Evidence:
     seed, step, then per split s ∈ {id, ood}: d_TM_s, d_TG_s, d_MG_s, r_s, observed_weight_s,
     interpolation_distance_s (and observed_<strategy>_s, the convex weights, with more than
     two strategies), and ``modeled``. ``loss`` and ``complexity`` are indexed by diversity
-    with one column per strategy kind. ``arrays`` holds the token-level outputs (float32):
-    transformer (condition, split, sequence, position, output), strategy (run, strategy_kind,
-    split, sequence, position, output), scored (position,) and, for regression, target (run,
-    split, sequence, position, output). (The strategy axis is named "strategy_kind" because
-    xarray forbids a variable named like one of its dimensions.) Condition-level coordinates
-    diversity and step, run-level run_diversity and run_seed make ``.sel`` read naturally.
+    with one column per strategy kind. ``statistics`` holds what the fit reads besides the
+    table (`bayesicl.evidence.statistics`): the tabulated ID objective per condition
+    (objective_value/slope/curvature (condition, node) for two distributions; quadratic_star,
+    quadratic_center, quadratic_matrix for regression), the ρ curves per run (curve_value,
+    curve_slope (run, curve_split, node)), the Chebyshev nodes (node_value) and scored
+    (position,). ``source`` yields the token-level outputs again, one block of checkpoints at
+    a time (`bayesicl.evidence.stream`); ``arrays`` loads all of them at once, labelled
+    (float32): transformer (condition, split, sequence, position, output), strategy (run,
+    strategy_kind, split, sequence, position, output), scored (position,) and, for regression,
+    target (run, split, sequence, position, output) — convenient for small evidence and
+    figures, the memory the streaming build avoids for large ones. (The strategy axis is named
+    "strategy_kind" because xarray forbids a variable named like one of its dimensions.)
+    Condition-level coordinates diversity and step, run-level run_diversity and run_seed make
+    ``.sel`` read naturally.
 
     ``loss_difference`` (same layout as ``loss``) is ΔL̄_s(D) = L̄_s − L̄_G paired on common
     loss sequences and ``loss_difference_se`` its Monte-Carlo standard error
@@ -65,12 +75,30 @@ class Evidence:
     conditions: pd.DataFrame
     loss: pd.DataFrame
     complexity: pd.DataFrame
-    arrays: xr.Dataset
+    statistics: xr.Dataset
     cutoff_step: int
     runs_hash: str | None = None
     loss_difference: pd.DataFrame | None = None
     loss_difference_se: pd.DataFrame | None = None
     complexity_convention: str = "bayesicl"
+    source: Any = dataclasses.field(default=None, repr=False)
+
+    @property
+    def splits(self) -> list[str]:
+        """The split names of the outputs, in storage order ("id", "ood" first)."""
+        return [str(s) for s in self.statistics["split"].values]
+
+    @property
+    def scored(self) -> np.ndarray:
+        """The scored positions (position,) bool."""
+        return np.asarray(self.statistics["scored"].values, dtype=bool)
+
+    @functools.cached_property
+    def arrays(self) -> xr.Dataset:
+        """Every token-level output in memory, labelled (see the class docstring)."""
+        if self.source is None:
+            raise BayesiclError("this evidence carries no outputs (built without a source)")
+        return outputs_dataset(self)
 
     @property
     def reference(self) -> str | None:
@@ -153,11 +181,11 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
     if strategy_outputs.shape[0] != num_runs:
         raise BayesiclError(f"strategy outputs cover {strategy_outputs.shape[0]} runs but the "
                             f"conditions name {num_runs} (diversity, seed) runs")
-    observed = observe_conditions(transformer, strategy_outputs, table["run"].to_numpy(),
-                                  splits, strategies, output_kind, scored)
-    table = pd.concat([table, observed], axis=1)
-
-    diversities = np.sort(table["diversity"].unique())
+    if target is not None:
+        target = np.asarray(target, dtype=np.float32)
+        expected = (strategy_outputs.shape[0], *strategy_outputs.shape[2:])
+        if target.shape != expected:
+            raise BayesiclError(f"target has shape {target.shape}, expected {expected}")
     if loss is None or complexity is None:
         if pools is None:
             raise BayesiclError("give loss and complexity (index diversity, one column per "
@@ -170,6 +198,24 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
             loss_difference, loss_difference_se = computed.loss_difference, computed.loss_difference_se
         loss = computed.loss if loss is None else loss
         complexity = computed.complexity if complexity is None else complexity
+    source = ArraySource(transformer.astype(np.float32, copy=False),
+                         strategy_outputs.astype(np.float32, copy=False), table["run"].to_numpy(), splits, target)
+    return assemble(task, strategies, source, table, scored, loss=loss, complexity=complexity,
+                    loss_difference=loss_difference, loss_difference_se=loss_difference_se, cutoff=cutoff,
+                    settings=settings, runs_hash=runs_hash, complexity_convention=complexity_convention)
+
+
+def assemble(task: Task, strategies: tuple[str, ...], source, table: pd.DataFrame, scored: np.ndarray, *,
+             loss, complexity, loss_difference=None, loss_difference_se=None, cutoff="paper",
+             settings: dict | None = None, runs_hash: str | None = None,
+             complexity_convention: str = "bayesicl", progress=None) -> Evidence:
+    """The `Evidence` of the conditions `table` (condition, run, diversity, seed, step) whose
+    outputs `source` yields: one streamed pass (`bayesicl.evidence.statistics.collect`),
+    the terms per diversity checked, the cutoff applied."""
+    output_kind = "predictions" if task.family == "regression" else "log_probs"
+    columns, variables = collect(source, strategies, output_kind, scored, len(table), progress=progress)
+    table = pd.concat([table, columns], axis=1)
+    diversities = np.sort(table["diversity"].unique())
     loss = _per_diversity(loss, "loss", strategies, diversities)
     complexity = _per_diversity(complexity, "complexity", strategies, diversities)
     if (loss_difference is None) != (loss_difference_se is None):
@@ -186,12 +232,13 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
         first_modeled = int(cutoff)
     table["modeled"] = table["step"] >= first_modeled
 
-    arrays = _arrays(transformer, strategy_outputs, target, table, splits, strategies, scored)
+    statistics = statistics_dataset(variables, table, source.splits, strategies, scored)
     return Evidence(task=task, settings=dict(task.settings if settings is None else settings),
                     strategies=strategies, output_kind=output_kind, conditions=table,
-                    loss=loss, complexity=complexity, arrays=arrays,
+                    loss=loss, complexity=complexity, statistics=statistics,
                     cutoff_step=first_modeled, runs_hash=runs_hash, loss_difference=loss_difference,
-                    loss_difference_se=loss_difference_se, complexity_convention=complexity_convention)
+                    loss_difference_se=loss_difference_se, complexity_convention=complexity_convention,
+                    source=source)
 
 
 def check_cutoff(cutoff) -> None:
@@ -209,66 +256,28 @@ def observe_conditions(transformer: np.ndarray, strategy_outputs: np.ndarray, ru
 
     transformer (C, split, B, P, O), strategy_outputs (R, S, split, B, P, O), run (C,).
     Computed in float64, run by run (each run's strategies are prepared once) over chunks of
-    its conditions.
+    its conditions (`bayesicl.evidence.statistics.RunObserver`).
+
+    >>> rng = np.random.default_rng(0)
+    >>> s = np.log(rng.dirichlet(np.ones(3), size=(1, 2, 2, 4, 2)))     # (R, S, split, B, P, O)
+    >>> t = np.log(0.3 * np.exp(s[:, 0]) + 0.7 * np.exp(s[:, 1]))
+    >>> observe_conditions(t, s, np.array([0]), ("id", "ood"), ("memorizing", "generalizing"),
+    ...                    "log_probs", np.ones(2, bool))["interpolation_distance_id"].round(9).tolist()
+    [0.0]
     """
-    num_conditions, num_strategies = transformer.shape[0], len(strategies)
-    per_condition = int(np.prod(strategy_outputs.shape[1:])) // strategy_outputs.shape[2]
-    chunk = max(1, CHUNK_FLOATS // max(per_condition, 1))
+    from ..fit.objective import chebyshev_nodes
+
+    run = np.asarray(run)
     columns: dict[str, np.ndarray] = {}
-    for split in DISTANCE_SPLITS:
-        k = list(splits).index(split)
-        d_t = np.empty((num_conditions, num_strategies))
-        d_mg = np.empty(num_conditions)
-        interpolation = np.empty(num_conditions)
-        convex = np.full((num_conditions, num_strategies), np.nan)
-        for r in range(strategy_outputs.shape[0]):
-            s = observe.prepare(strategy_outputs[r, :, k], output_kind, scored)    # (S, B, P', O)
-            m, g = _pick(s, 0), _pick(s, 1)
-            rows_of_run = np.flatnonzero(run == r)
-            d_mg[rows_of_run] = observe.prepared_mean_distance(m, g)
-            for start in range(0, rows_of_run.size, chunk):
-                rows = rows_of_run[start:start + chunk]
-                t = observe.prepare(transformer[rows, k], output_kind, scored)     # (c, B, P', O)
-                d_t[rows] = observe.prepared_mean_distance(_expand(t), s)
-                weight = observe.observed_weight(
-                    observe.relative_distance(d_t[rows, 0], d_t[rows, 1], d_mg[rows]))
-                interpolation[rows] = observe.prepared_mean_distance(t, _interpolate(m, g, weight))
-                interpolation[rows[np.isnan(weight)]] = np.nan
-                if num_strategies > 2:
-                    convex[rows] = observe.convex_weights(transformer[rows, k],
-                                                          strategy_outputs[r, :, k][None],
-                                                          output_kind, scored)
-        r_split = observe.relative_distance(d_t[:, 0], d_t[:, 1], d_mg)
-        columns[f"d_TM_{split}"] = d_t[:, 0]
-        columns[f"d_TG_{split}"] = d_t[:, 1]
-        columns[f"d_MG_{split}"] = d_mg
-        columns[f"r_{split}"] = r_split
-        columns[f"observed_weight_{split}"] = observe.observed_weight(r_split)
-        columns[f"interpolation_distance_{split}"] = interpolation
-        if num_strategies > 2:
-            for j, kind in enumerate(strategies):
-                columns[f"observed_{kind}_{split}"] = convex[:, j]
+    for r in range(strategy_outputs.shape[0]):
+        rows = np.flatnonzero(run == r)
+        if rows.size == 0:
+            continue
+        observer = RunObserver(strategy_outputs[r], splits, strategies, output_kind, scored, chebyshev_nodes(2))
+        found, _ = observer.observe(transformer[rows], tables=False)
+        for name, value in found.items():
+            columns.setdefault(name, np.full(len(run), np.nan))[rows] = value
     return pd.DataFrame(columns)
-
-
-def _pick(prepared: observe.Prepared, index: int) -> observe.Prepared:
-    return observe.Prepared(prepared.values[index],
-                            None if prepared.probs is None else prepared.probs[index])
-
-
-def _expand(prepared: observe.Prepared) -> observe.Prepared:
-    """(c, B, P, O) → (c, 1, B, P, O), to broadcast against the strategy axis."""
-    return observe.Prepared(prepared.values[:, None],
-                            None if prepared.probs is None else prepared.probs[:, None])
-
-
-def _interpolate(m: observe.Prepared, g: observe.Prepared, weight: np.ndarray) -> observe.Prepared:
-    """w̃·M + (1 − w̃)·G per condition (probabilities mixed, predictions averaged); NaN w̃ → 0."""
-    w = np.nan_to_num(weight)[:, None, None, None]
-    if m.probs is None:
-        return observe.Prepared(w * m.values + (1 - w) * g.values, None)
-    probs = w * m.probs + (1 - w) * g.probs
-    return observe.Prepared(np.log(np.maximum(probs, observe.PROBABILITY_FLOOR)), probs)
 
 
 # -- internals ------------------------------------------------------------------------------------
@@ -354,27 +363,34 @@ def _per_diversity(values, what: str, strategies: tuple[str, ...], diversities) 
     return frame
 
 
-def _arrays(transformer, strategy_outputs, target, table, splits, strategies, scored) -> xr.Dataset:
+def outputs_dataset(evidence: Evidence) -> xr.Dataset:
+    """All of the evidence's token-level outputs as one labelled Dataset (`Evidence.arrays`)."""
+    source, table = evidence.source, evidence.conditions
+    transformer, strategy, target = None, [], []
+    for r in range(source.num_runs):
+        strategy.append(np.asarray(source.strategy(r), dtype=np.float32))
+        if source.target(r) is not None:
+            target.append(np.asarray(source.target(r), dtype=np.float32))
+        for rows, block in source.blocks(r):
+            if transformer is None:
+                transformer = np.empty((len(table),) + block.shape[1:], dtype=np.float32)
+            transformer[rows] = block
     dims = ("split", "sequence", "position", "output")
-    runs = table.drop_duplicates("run").sort_values("run")
     data = {
-        "transformer": (("condition", *dims), transformer.astype(np.float32)),
+        "transformer": (("condition", *dims), transformer),
         # xarray forbids a variable named like one of its dimensions unless it is that
         # dimension's 1-D coordinate, so the strategy axis is called "strategy_kind".
-        "strategy": (("run", "strategy_kind", *dims), strategy_outputs.astype(np.float32)),
-        "scored": (("position",), scored),
+        "strategy": (("run", "strategy_kind", *dims), np.stack(strategy)),
+        "scored": (("position",), evidence.scored),
     }
-    if target is not None:
-        target = np.asarray(target, dtype=np.float32)
-        expected = (strategy_outputs.shape[0], *strategy_outputs.shape[2:])
-        if target.shape != expected:
-            raise BayesiclError(f"target has shape {target.shape}, expected {expected}")
-        data["target"] = (("run", *dims), target)
+    if target:
+        data["target"] = (("run", *dims), np.stack(target))
+    runs = table.drop_duplicates("run").sort_values("run")
     coords: dict[str, Any] = {
         "condition": table["condition"].to_numpy(),
-        "run": np.arange(strategy_outputs.shape[0]),
-        "split": list(splits),
-        "strategy_kind": list(strategies),
+        "run": np.arange(source.num_runs),
+        "split": evidence.splits,
+        "strategy_kind": list(evidence.strategies),
         "position": np.arange(transformer.shape[3]),
         "diversity": ("condition", table["diversity"].to_numpy()),
         "step": ("condition", table["step"].to_numpy()),

@@ -5,7 +5,9 @@ The data flow: `bayesicl.evidence.Evidence` → `split` (which conditions the fi
 relative-distance curves of the likelihood, `observation`) → `model` (the paper's objective
 and the Bayesian model, two NumPyro models sharing one forward pass; `map`, `nuts`, and the
 OOD stage `cut`) → `predict` → `result` (FitResult, save/load) and `guards`.
-`compare_variants` ranks the ablations; `command` is the `bayesicl fit` verb.
+`compare_variants` ranks the ablations; `command` is the `bayesicl fit` verb. Several
+configurations: `fit_population` (partial, full or no pooling, docs/model.md#population-model),
+`cross_validate` (leave one configuration out).
 
 >>> from bayesicl.fit import fit, load_fit, FitResult, compare_variants
 """
@@ -16,9 +18,12 @@ import sys
 
 from .compare import compare_variants
 from .pipeline import fit
+from .population import PopulationResult, configurations, fit_population
+from .population_cv import cross_validate
 from .result import FitResult, load_fit
 
-__all__ = ["FitResult", "compare_variants", "fit", "load_fit"]
+__all__ = ["FitResult", "PopulationResult", "compare_variants", "configurations", "cross_validate", "fit",
+           "fit_population", "load_fit"]
 
 
 class _CallableModule(sys.modules[__name__].__class__):

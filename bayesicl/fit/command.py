@@ -71,13 +71,18 @@ def run_fit_command(runs, out=None, method: str = "nuts", strategies=None,
                     holdout: float = 0.2, k_override: dict | None = None, prior_override: dict | None = None,
                     all_steps: bool = False, seed: int = 0, cutoff_step: int | None = None,
                     variant: str | None = None, num_chains: int = 4, num_samples: int = 1000,
-                    num_warmup: int = 1000, echo=print, warn=None, note=None, effects: str | None = None):
+                    num_warmup: int = 1000, echo=print, warn=None, note=None, effects: str | None = None,
+                    paper_compatible: bool = False, pool: str | None = None, covariates=None):
     """Build evidence from `runs`, fit, save into `out` (default `default_out`), draw the
     figures and write report.html; return the fit.
 
     `echo` gets the headline numbers, `warn` the guards' warnings (stderr by default), `note`
     one line as each stage starts (stdout by default; the progress bars of the evidence and
-    of NUTS go to stderr, which an error leaves as one line).
+    of NUTS go to stderr, which an error leaves as one line). `paper_compatible` measures K
+    in the paper's convention (`build_evidence(complexity_convention="paper")`). A runs
+    folder holding several configurations (runs that differ in more than diversity and seed)
+    is fitted by `bayesicl.fit.population.fit_population` with `pool` (default "partial") and
+    `covariates`; one configuration takes the single-fit path (`pool` "none" or None).
     """
     warn = warn or (lambda line: print(line, file=sys.stderr))
     note = note or (lambda line: print(line, flush=True))
@@ -87,9 +92,21 @@ def run_fit_command(runs, out=None, method: str = "nuts", strategies=None,
     if cutoff_step is not None and (isinstance(cutoff_step, bool) or int(cutoff_step) < 0):
         raise BayesiclError(f"--cutoff-step {cutoff_step}: must be an integer ≥ 0")
     cutoff = "all" if all_steps else ("paper" if cutoff_step is None else int(cutoff_step))
+    from .population_command import run_population_fit, scan_configurations
+
+    count, varying = scan_configurations(runs)
+    if count > 1:
+        if k_override or variant or paper_compatible:
+            raise BayesiclError("--set-k, --variant and --paper-compatible are for one configuration; this folder "
+                                f"holds {count} configurations ({', '.join(varying)} vary)")
+        return run_population_fit(runs, out, count, varying, pool, covariates, method, strategies, holdout,
+                                  prior_override, cutoff, seed, num_chains, num_samples, num_warmup, effects,
+                                  echo=echo, warn=warn, note=note)
+    if pool in ("partial", "full"):
+        raise BayesiclError(f"--pool {pool}: {runs} holds one configuration; pooling needs several")
     note(f"[1/4] evidence: strategies on the runs' inputs, their losses L̄ and complexities K ({runs})")
     evidence = build_evidence(runs, strategies=tuple(strategies) if strategies else None, cutoff=cutoff,
-                              progress=True)
+                              progress=True, complexity_convention="paper" if paper_compatible else "bayesicl")
     sampler = f", then NUTS {num_chains} chains × {num_samples} draws" if method == "nuts" else ""
     note(f"[2/4] fit: MAP{sampler}, predictions and metrics on {evidence.num_conditions} conditions")
     result = fit(evidence, method=method, holdout=holdout, variant=variant, priors=prior_override,
@@ -118,5 +135,13 @@ def fit_main(args: argparse.Namespace) -> int:
                     prior_override=parse_prior_overrides(args.prior), all_steps=args.all_steps,
                     seed=args.seed, cutoff_step=args.cutoff_step, variant=args.variant,
                     num_chains=args.chains, num_samples=args.draws, num_warmup=args.warmup,
-                    effects=getattr(args, "effects", None))
+                    effects=getattr(args, "effects", None),
+                    paper_compatible=bool(getattr(args, "paper_compatible", False)),
+                    pool=getattr(args, "pool", None), covariates=_covariates(getattr(args, "covariates", None)))
     return 0
+
+
+def _covariates(text):
+    from .population_command import parse_covariates
+
+    return parse_covariates(text)

@@ -7,15 +7,17 @@ ID noise scales make OOD predictive intervals far too narrow (demo, before this 
 held-out OOD conditions inside their 90% interval). Here, for each of `THETAS` evenly spaced
 posterior draws θ = (α, β, γ, ID run effects u), a short NUTS chain samples the OOD stage
 
-    σ_obs', σ_logit', σ_run' ~ the ID priors;  v_k ~ Normal(0, σ_run')
+    σ_obs', σ_logit', σ_run' (and φ') ~ the ID priors;  v_k ~ Normal(0, σ_run')
     r_ood,c ~ Normal(ρ_ood,c(w_c), √(ε² + σ_obs'² + (σ_logit' ∂ρ_ood,c/∂z)²))
     w_c = softmax(η_c(θ) + (u_k + v_k) e_M)
 
 on the fit conditions' OOD observations, with θ held fixed (θ is data here): its draws are
 from p(σ', v | θ, y_ood), so the pairs (θ, σ', v) are draws of the cut posterior
 p(θ | y_id) p(σ', v | θ, y_ood). The OOD run effect v_k is what OOD adds to the ID run effect
-of the same network. With effects "none" the stage has no run effects; the within-run trend
-is not modelled here (the stage exists for marginal predictive intervals).
+of the same network. The likelihood is the ID model's (`bayesicl.fit.model.observation_likelihood`):
+with effects "run+trend" the OOD log-odds deviation is AR(1) along each run with its own
+lag-1 correlation φ' (so a held-out OOD condition can be forecast from its run's fit
+residuals, `bayesicl.fit.predict.condition_on_runs`); with "none" there are no run effects.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
@@ -35,7 +36,7 @@ from .. import rational
 from ..seeds import stream
 from .data import FitData
 from . import model as model_module
-from .model import (NOISE_SITES, ModelData, expected_observation, observation_scale, prior_distribution,
+from .model import (NOISE_SITES, ModelData, expected_observation, observation_likelihood, prior_distribution,
                     run_effects)
 
 #: Posterior draws θ the stage conditions on, warm-up and kept draws per θ.
@@ -62,13 +63,10 @@ def ood_model(data: ModelData, eta, offset, priors, effects: str):
     if effects != "none":
         offset = offset + run_effects(priors, data.run_rows.shape[0])[data.effect_run]
     weights = jax.nn.softmax(eta.at[..., 0].add(offset), axis=-1)
-    mean, sensitivity = expected_observation(data, weights)
-    scale = observation_scale(sigma_obs, sigma_logit, sensitivity)
-    with numpyro.plate("condition", weights.shape[0]):
-        if weights.shape[-1] > 2:
-            numpyro.sample("convex_weights", dist.Normal(mean, scale).to_event(1), obs=data.observed)
-        else:
-            numpyro.sample("r", dist.Normal(mean, scale), obs=data.observed)
+    corr = None
+    if effects == "run+trend":
+        corr = numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
+    observation_likelihood(data, weights, sigma_obs, sigma_logit, corr)
 
 
 def fit_ood_stage(data: FitData, draws: dict[str, np.ndarray], runs: np.ndarray, priors: dict,
@@ -119,6 +117,8 @@ def _initial_values(model_data, eta, offset, seed, effects):
         init["sigma_run"] = np.log(0.5) + 0.1 * rng.standard_normal(count)
         site = "run_effect" if model_module.RUN_PARAMETERIZATION == "centred" else "run_z"
         init[site] = 0.1 * rng.standard_normal((count, model_data.run_rows.shape[0]))
+    if effects == "run+trend":
+        init["trend_corr"] = 0.1 * rng.standard_normal(count)       # logit φ' ≈ 0
     return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in init.items()}
 
 

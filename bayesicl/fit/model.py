@@ -315,19 +315,33 @@ def nuts_model(data: ModelData, priors: Mapping[str, Prior], variant: str | None
     if effects != "none":
         offset = run_effects(priors, data.run_rows.shape[0])[data.effect_run]
     weights = strategy_weights(params, data, offset)
-    mean, sensitivity = expected_observation(data, weights)
+    corr = None
     if effects == "run+trend":
         corr = numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
+    observation_likelihood(data, weights, sigma_obs, sigma_logit, corr)
+    return weights
+
+
+def observation_likelihood(data: ModelData, weights, sigma_obs, sigma_logit, corr=None) -> None:
+    """The likelihood of the conditions' observations given their weights (C, S), shared by
+    `nuts_model` and the OOD stage (`bayesicl.fit.cut`).
+
+    Without a trend (`corr` None): independent observations, r_c ~ Normal(ρ_c(w_M), s_c) (two
+    strategies, site "r") or the convex weights ~ Normal(w, s) (more, site "convex_weights"),
+    s from `observation_scale`. With the trend's lag-1 correlation `corr` (two strategies):
+    each run's observations jointly, `run_log_density` (factor "r_runs"). Nothing is added
+    when ``data.observed`` is None and the trend is on (a factor cannot be simulated)."""
+    mean, sensitivity = expected_observation(data, weights)
+    if corr is not None:
         if data.observed is not None:
             numpyro.factor("r_runs", run_log_density(data, mean, sensitivity, sigma_obs, sigma_logit, corr))
-        return weights
+        return
     scale = observation_scale(sigma_obs, sigma_logit, sensitivity)
     with numpyro.plate("condition", weights.shape[0]):
         if weights.shape[-1] > 2:
             numpyro.sample("convex_weights", dist.Normal(mean, scale).to_event(1), obs=data.observed)
         else:
             numpyro.sample("r", dist.Normal(mean, scale), obs=data.observed)
-    return weights
 
 
 #: Parameterization of the run effects: "centred" samples u_k ~ Normal(0, σ_run) directly,

@@ -10,14 +10,19 @@ token-level work is done once:
 
 - regression: f_c is exactly quadratic, f_c(w) = f*_c + (v − v*_c)ᵀ A_c (v − v*_c) with v the
   weights of every strategy but G (Σ_s w_s = 1); f*_c, v*_c, A_c are stored, no tokens.
-- two distributions: f_c(w_M) is smooth and convex on [0, 1]; f_c and f_c' are tabulated at
-  `NODES` Chebyshev-spaced nodes (denser at 0 and 1, where f_c bends most) and interpolated
-  by cubic Hermite polynomials, so an optimizer step touches C × K numbers.
-- more than two distributions: J is computed exactly from the tokens (slower).
+- two distributions: f_c(w_M) is smooth and convex on [0, 1]; f_c, f_c' and f_c'' are
+  tabulated at `NODES` Chebyshev-spaced nodes (denser at 0 and 1, where f_c bends most)
+  when the evidence is built (`bayesicl.evidence.statistics`); the surrogate interpolates
+  f_c, f_c' by cubic Hermite polynomials, so an optimizer step touches C × K numbers.
+- more than two distributions: J is computed exactly from the tokens (slower; the fit
+  conditions' ID outputs are read from the evidence's source into memory).
 
-`exact_terms` evaluates f_c, ∇f_c and ∇²f_c exactly from the tokens (float64) at given
-weights; the MAP fit polishes the surrogate's optimum with Newton steps on them and reports
-the exact objective. KL uses the conventions of `bayesicl.observe`: log-probabilities floored
+`exact_terms` evaluates f_c, ∇f_c and ∇²f_c at given weights: from the tokens (float64) with
+more than two distributions, exactly for regression, and for two distributions by quintic
+Hermite interpolation of the tabulated f_c, f_c', f_c'' (`bayesicl.evidence.statistics.
+quintic_hermite`: 2e-10 on the shipped urns MAP objective; on arbitrary distributions up to ~1e-5 relative near w = 0 or 1, with no pass over the
+tokens); the MAP fit polishes the surrogate's optimum with Newton steps on them and reports
+that objective. KL uses the conventions of `bayesicl.observe`: log-probabilities floored
 at log 1e-30 and renormalized, mixtures of probabilities floored at 1e-30.
 """
 
@@ -100,10 +105,11 @@ class PaperObjective:
     """The paper's objective on the fit conditions, ready to optimize.
 
     ``mode`` is "hermite" (two distributions), "quadratic" (regression) or "tokens" (more
-    than two distributions); ``tables`` is the pytree `surrogate` reads. ``tokens`` holds
-    what `exact_terms` needs for distributions: the transformer's log-probs (C, n, O) as
-    stored (float32), the strategies' probabilities (R', S, n, O) float64 and each
-    condition's index into them (C,); n = sequences × scored positions.
+    than two distributions); ``tables`` is the pytree `surrogate` reads (with "hermite",
+    also the tabulated f'' that `exact_terms` reads). ``tokens`` holds what `exact_terms`
+    needs with more than two distributions (None otherwise): the transformer's log-probs
+    (C, n, O) as stored (float32), the strategies' probabilities (R', S, n, O) float64 and
+    each condition's index into them (C,); n = sequences × scored positions.
     """
 
     mode: str
@@ -119,6 +125,8 @@ class PaperObjective:
 
     def exact_terms(self, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact f_c, ∇_w f_c (C, S) and ∇²_w f_c (C, S, S) at weights (C, S), float64."""
+        if self.mode == "hermite":
+            return _quintic_terms(self.tables, np.asarray(weights, dtype=np.float64))
         weights = jnp.asarray(weights, dtype=jnp.float64)
         if self.mode == "quadratic":
             out = _quadratic_terms(self.tables, weights)
@@ -173,29 +181,99 @@ def paper_objective(evidence, rows, nodes: int = NODES) -> PaperObjective:
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         raise BayesiclError("no fit conditions: nothing to fit (check the cutoff and holdout)")
-    arrays = evidence.arrays
-    split = [str(s) for s in arrays["split"].values].index("id")
-    scored = np.asarray(arrays["scored"].values, dtype=bool)
+    statistics = evidence.statistics
+    num_strategies = len(evidence.strategies)
+    if evidence.output_kind == "predictions":
+        tables = {"star": jnp.asarray(statistics["quadratic_star"].values[rows]),
+                  "center": jnp.asarray(statistics["quadratic_center"].values[rows]),
+                  "matrix": jnp.asarray(statistics["quadratic_matrix"].values[rows])}
+        out = PaperObjective("quadratic", rows.size, num_strategies, tables, None)
+    elif num_strategies == 2:
+        grid = chebyshev_nodes(nodes)
+        stored = statistics["node_value"].values
+        if stored.shape == grid.shape and np.allclose(stored, grid, rtol=0, atol=1e-15):
+            tables = {name: np.asarray(statistics[f"objective_{name}"].values[rows])
+                      for name in ("value", "slope", "curvature")}
+        else:                                   # other nodes than those tabulated: tabulate again
+            tables = _tabulate_from_source(evidence, rows, grid)
+        tables = {"nodes": jnp.asarray(grid), "values": jnp.asarray(tables["value"]),
+                  "slopes": jnp.asarray(tables["slope"]), "curvatures": jnp.asarray(tables["curvature"])}
+        out = PaperObjective("hermite", rows.size, 2, tables, None)
+    else:
+        log_t, probs, run_index = _id_tokens(evidence, rows)
+        tokens = {"log_t": jnp.asarray(log_t), "probs": jnp.asarray(probs), "run": jnp.asarray(run_index)}
+        out = PaperObjective("tokens", rows.size, num_strategies, tokens, tokens)
+    return dataclasses.replace(out, tabulation_s=time.perf_counter() - start)
+
+
+def _id_rows_blocks(evidence, rows):
+    """(positions in `rows`, ID outputs at the scored positions (c, B, P', O)) of the evidence's
+    conditions `rows`, one source block at a time, with the run of each block."""
+    split = evidence.splits.index("id")
+    scored = evidence.scored
+    wanted = np.zeros(evidence.num_conditions, dtype=bool)
+    wanted[rows] = True
+    position = np.full(evidence.num_conditions, -1)
+    position[rows] = np.arange(rows.size)
+    runs = np.unique(evidence.conditions["run"].to_numpy()[rows])
+    for r in runs:
+        for block_rows, block in evidence.source.blocks(int(r)):
+            keep = wanted[block_rows]
+            if keep.any():
+                yield int(r), position[block_rows[keep]], block[keep][:, split][:, :, scored]
+
+
+def _id_tokens(evidence, rows):
+    """The fit conditions' ID log-probs (C, n, O) float32, the strategies' probabilities (R', S,
+    n, O) float64 and each condition's index into them (C,); n = sequences × scored positions."""
+    split = evidence.splits.index("id")
+    scored = evidence.scored
     run_of = evidence.conditions["run"].to_numpy()[rows]
     runs, run_index = np.unique(run_of, return_inverse=True)
-    transformer = np.asarray(arrays["transformer"].values[rows, split][:, :, scored])   # (C, B, P', O)
-    strategies = np.asarray(arrays["strategy"].values[runs][:, :, split][:, :, :, scored])
-    num_strategies = strategies.shape[1]
-    if evidence.output_kind == "predictions":
-        tables = _quadratic_tables(transformer, strategies, run_index)
-        out = PaperObjective("quadratic", rows.size, num_strategies, tables, None)
-    else:
-        num_outputs = transformer.shape[-1]
-        log_t = transformer.reshape(rows.size, -1, num_outputs)                    # (C, n, O) float32
+    log_t = None
+    for _, where, block in _id_rows_blocks(evidence, rows):
+        if log_t is None:
+            log_t = np.empty((rows.size, block.shape[1] * block.shape[2], block.shape[3]), dtype=np.float32)
+        log_t[where] = block.reshape(block.shape[0], -1, block.shape[3])
+    strategies = np.stack([np.asarray(evidence.source.strategy(int(r)))[:, split][:, :, scored] for r in runs])
+    num_strategies, num_outputs = strategies.shape[1], strategies.shape[-1]
+    probs = observe.prepare(strategies, "log_probs", np.ones(strategies.shape[-2], bool)).probs
+    return log_t, probs.reshape(len(runs), num_strategies, -1, num_outputs), run_index
+
+
+def _tabulate_from_source(evidence, rows, grid):
+    """f_c, f_c', f_c'' at `grid` for the conditions `rows`, streamed from the evidence's source."""
+    from ..evidence.statistics import kl_tables
+
+    split = evidence.splits.index("id")
+    scored = evidence.scored
+    out = {name: np.empty((rows.size, grid.size)) for name in ("value", "slope", "curvature")}
+    for r, where, block in _id_rows_blocks(evidence, rows):
+        strategies = np.asarray(evidence.source.strategy(r))[:2, split][:, :, scored]
         probs = observe.prepare(strategies, "log_probs", np.ones(strategies.shape[-2], bool)).probs
-        probs = probs.reshape(len(runs), num_strategies, -1, num_outputs)          # (R', S, n, O)
-        tokens = {"log_t": jnp.asarray(log_t), "probs": jnp.asarray(probs), "run": jnp.asarray(run_index)}
-        if num_strategies == 2:
-            tables = _hermite_tables(log_t, probs, run_index, chebyshev_nodes(nodes))
-            out = PaperObjective("hermite", rows.size, 2, tables, tokens)
-        else:
-            out = PaperObjective("tokens", rows.size, num_strategies, tokens, tokens)
-    return dataclasses.replace(out, tabulation_s=time.perf_counter() - start)
+        t = observe.prepare(block, "log_probs", np.ones(block.shape[-2], bool))
+        for name, value in kl_tables(t.values, t.probs, probs, grid).items():
+            out[name.removeprefix("objective_")][where] = value
+    return out
+
+
+def _quintic_terms(tables, weights: np.ndarray):
+    """f_c, ∇f_c, ∇²f_c of two distributions at weights (C, 2) from the tabulated f, f', f''.
+
+    f_c depends on w_M alone along the simplex (w_G = 1 − w_M): the gradient (f', 0) and the
+    Hessian [[f'', 0], [0, 0]] give the exact first- and second-order change for every move
+    that stays on the simplex, which is all the fit makes.
+    """
+    from ..evidence.statistics import quintic_hermite
+
+    value, slope, curvature = quintic_hermite(np.asarray(tables["nodes"]), np.asarray(tables["values"]),
+                                              np.asarray(tables["slopes"]), np.asarray(tables["curvatures"]),
+                                              weights[:, 0])
+    grad = np.zeros(weights.shape)
+    grad[:, 0] = slope
+    hess = np.zeros(weights.shape + (2,))
+    hess[:, 0, 0] = curvature
+    return value, grad, hess
 
 
 # -- regression: an exact quadratic -------------------------------------------------------------------
@@ -272,29 +350,3 @@ def _kl_values(weights, log_t, probs, run):
         return jnp.sum(jnp.exp(lt) * (lt - jnp.log(h))) / lt.shape[0]
 
     return jax.lax.map(one, (weights, log_t, run))
-
-
-def _hermite_tables(log_t, probs, run_index, nodes) -> dict[str, Any]:
-    """f_c(w_k) and f_c'(w_k) at the nodes, run by run: the mixture at every node is formed
-    once per run and contracted with all its conditions' T (a matrix product)."""
-    num_conditions, count = log_t.shape[0], log_t.shape[1]
-    values = np.empty((num_conditions, nodes.size))
-    slopes = np.empty((num_conditions, nodes.size))
-    for r in range(probs.shape[0]):
-        rows = np.flatnonzero(run_index == r)
-        lt = observe.normalize_log_probs(log_t[rows]).reshape(rows.size, -1)        # (c, n·O)
-        pt = np.exp(lt)
-        m, g = probs[r, 0].reshape(-1), probs[r, 1].reshape(-1)
-        value = np.einsum("ci,ci->c", pt, lt)[:, None] * np.ones(nodes.size)
-        slope = np.zeros((rows.size, nodes.size))
-        for start in range(0, m.size, CHUNK_ENTRIES):
-            part = slice(start, start + CHUNK_ENTRIES)
-            delta = m[part] - g[part]
-            h = np.maximum(g[part][None, :] + nodes[:, None] * delta[None, :], observe.PROBABILITY_FLOOR)
-            # einsum, not `@`: these products are small, and a multi-threaded BLAS on a busy
-            # 2-core machine spends 40× longer waiting for its threads than computing.
-            value -= np.einsum("ci,ki->ck", pt[:, part], np.log(h))
-            slope -= np.einsum("ci,ki->ck", pt[:, part], delta[None, :] / h)
-        values[rows] = value / count
-        slopes[rows] = slope / count
-    return {"nodes": jnp.asarray(nodes), "values": jnp.asarray(values), "slopes": jnp.asarray(slopes)}

@@ -64,16 +64,21 @@ def relative_distance_curves(evidence, nodes: int = NODES) -> RelativeDistanceCu
     True
     """
     grid = chebyshev_nodes(nodes)
-    arrays = evidence.arrays
-    names = [str(s) for s in arrays["split"].values]
-    scored = np.asarray(arrays["scored"].values, dtype=bool)
-    strategies = arrays["strategy"].values                        # (R, S, split, B, P, O)
-    num_runs = strategies.shape[0]
+    statistics = evidence.statistics
+    stored = statistics["node_value"].values
+    if stored.shape == grid.shape and np.allclose(stored, grid, rtol=0, atol=1e-15):
+        # Tabulated when the evidence was built (`bayesicl.evidence.statistics`).
+        return RelativeDistanceCurves(grid, np.asarray(statistics["curve_value"].values),
+                                      np.asarray(statistics["curve_slope"].values))
+    names = evidence.splits
+    scored = evidence.scored
+    num_runs = evidence.source.num_runs
     values = np.empty((num_runs, len(SPLITS), grid.size))
     slopes = np.empty((num_runs, len(SPLITS), grid.size))
     for r in range(num_runs):
+        strategies = np.asarray(evidence.source.strategy(r))      # (S, split, B, P, O)
         for k, split in enumerate(SPLITS):
-            pair = strategies[r, :2, names.index(split)]          # (2, B, P, O)
+            pair = strategies[:2, names.index(split)]             # (2, B, P, O)
             prepared = observe.prepare(pair, evidence.output_kind, scored)
             if prepared.probs is None:                            # squared error: exactly 2w − 1
                 values[r, k], slopes[r, k] = 2 * grid - 1, 2.0

@@ -21,7 +21,7 @@ from .data import FitData, fit_data
 from .map import RANDOM_STARTS, MapResult, fit_map
 from .model import check_effects, prior_sd, resolve_priors, sampler_coordinates
 from .nuts import CHAIN_METHOD, NutsResult, fit_nuts
-from .predict import (HIGH, INTERVAL, LOW, log_predictive_density, observation_moments,
+from .predict import (HIGH, INTERVAL, LOW, condition_on_runs, log_predictive_density, observation_moments,
                       observed_weight_draws, run_offsets, transition_table, weights_for)
 from .result import FitResult, json_number, param_summary
 from .split import describe_split, fit_split
@@ -34,7 +34,8 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
         complexity_override: Mapping | None = None, seed: int = 0, num_chains: int = 4,
         num_samples: int = 1000, num_warmup: int = 1000, *, cutoff="paper",
         loss_sequences: int | None = None, chain_method: str = CHAIN_METHOD,
-        random_starts: int = RANDOM_STARTS, progress: bool = False, effects: str | None = None) -> FitResult:
+        random_starts: int = RANDOM_STARTS, progress: bool = False, effects: str | None = None,
+        paper_compatible: bool | None = None) -> FitResult:
     """Fit (α, β, γ) of the rational strategy model (docs/model.md#map, docs/model.md#nuts) and report.
 
     `evidence_or_runs` is a `bayesicl.evidence.Evidence` or what `build_evidence` takes (a
@@ -46,6 +47,11 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     `complexity_override` sets K values ({("memorizing", 64): bits} or {kind: {D: bits}});
     `effects` the run-level effects of the NUTS model, "none", "run" or "run+trend" (default:
     "run+trend" with two strategies, see `bayesicl.fit.model`); the MAP ignores it.
+    `paper_compatible` chooses the K convention of evidence built from runs (True: the
+    paper's, `complexity_convention="paper"` of `build_evidence`; False/None: bayesicl's);
+    given an Evidence, it must agree with the evidence's convention (None accepts either).
+    α, β, γ are comparable only between fits under the same convention; summary.json
+    records it (``complexity_convention``).
 
     The result's ``conditions`` has one row per (diversity, step, split): diversity, step,
     split (id/ood), subset (fit/heldout/unmodeled), in_fit, modeled, observed_weight,
@@ -67,7 +73,7 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     clock = time.perf_counter()
     if method not in METHODS:
         raise BayesiclError(f"unknown fit method {method!r}; expected one of {METHODS}")
-    evidence = _as_evidence(evidence_or_runs, strategies, cutoff, loss_sequences, progress)
+    evidence = _as_evidence(evidence_or_runs, strategies, cutoff, loss_sequences, progress, paper_compatible)
     family = evidence.task.family
     variant = rational.check_variant(variant)
     effects = check_effects(effects, len(evidence.strategies))
@@ -90,7 +96,9 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
 
     from .. import metrics
 
-    metric_table = metrics.condition_metrics(evidence, weights)
+    # One more pass over the outputs gives the metrics and both baselines (bayesicl.metrics).
+    metric_table, metric_summary, baselines = metrics.fit_metrics(evidence, weights, in_fit, seed,
+                                                                  expected_observed=expected)
     table = table.merge(metric_table.drop(columns=["run", "diversity", "seed", "step"]),
                         on=["condition", "split"], how="left")
     last_step = evidence.conditions.groupby("diversity")["step"].max().to_dict()
@@ -111,17 +119,17 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     report = {
         "task": family, "settings": evidence.settings, "strategies": list(evidence.strategies),
         "method": method, "variant": variant,
+        "complexity_convention": getattr(evidence, "complexity_convention", "bayesicl"),
         "cutoff_step": int(evidence.cutoff_step),
         "interval_level": INTERVAL, "interval_kind": "central (equal-tailed) quantiles of the posterior draws",
         "identified": identified,
         "params": param_summary(params, draws, map_result.params, sd_ratios),
         "diagnostics": diagnostics,
-        "metrics": metrics.summarize_metrics(evidence, weights, in_fit, table=metric_table,
-                                             expected_observed=expected),
+        "metrics": metric_summary,
         "coverage": _coverage(table) if predictive is not None else None,
         "elpd": _elpd(table) if predictive is not None else None,
         "effects": _effects_summary(evidence, nuts, stage, effects),
-        "baselines": metrics.baselines(evidence, in_fit, seed),
+        "baselines": baselines,
         "n_conditions": {"fit": int(in_fit.sum()), "heldout": int((modeled & ~in_fit).sum())},
         "runtime_s": time.perf_counter() - clock,
         "objective": {"kind": "kl" if evidence.output_kind == "log_probs" else "squared_error",
@@ -144,17 +152,23 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
                      evidence_conditions=evidence.conditions.copy())
 
 
-def _as_evidence(source, strategies, cutoff, loss_sequences, progress):
+def _as_evidence(source, strategies, cutoff, loss_sequences, progress, paper_compatible=None):
     from ..evidence import Evidence, build_evidence
 
+    convention = None if paper_compatible is None else ("paper" if paper_compatible else "bayesicl")
     if isinstance(source, Evidence):
         if strategies is not None and tuple(strategies) != tuple(source.strategies):
             raise BayesiclError(f"strategies {tuple(strategies)} differ from the evidence's "
                                 f"{tuple(source.strategies)}; rebuild the evidence with them")
+        found = getattr(source, "complexity_convention", "bayesicl")
+        if convention is not None and found != convention:
+            raise BayesiclError(f"paper_compatible={paper_compatible} but the evidence's K follows the {found!r} "
+                                f"convention; rebuild it with build_evidence(..., complexity_convention={convention!r})")
         return source
     if isinstance(source, (str, os.PathLike, list, tuple)):
         return build_evidence(source, strategies=tuple(strategies) if strategies else None,
-                              cutoff=cutoff, loss_sequences=loss_sequences, progress=progress)
+                              cutoff=cutoff, loss_sequences=loss_sequences, progress=progress,
+                              complexity_convention=convention or "bayesicl")
     raise BayesiclError(f"fit takes an Evidence, a runs folder or a list of runs, got {type(source).__name__}")
 
 
@@ -162,7 +176,9 @@ def _predictive(data: FitData, nuts: NutsResult, stage: OodStage | None, seed: i
     """Per split: posterior-predictive draws of the observed M-weight (n, C) and the log
     predictive density of each condition's observation (C,). ID uses every posterior draw;
     OOD the draws of the OOD stage (θ paired with its OOD noise and run effects), or the ID
-    noise when the stage could not run."""
+    noise when the stage could not run. With the AR(1) trend, a fitted run's conditions
+    outside the fit are forecast conditional on the run's fit observations
+    (`condition_on_runs`); fit conditions get the replicate predictive."""
     draws, out = nuts.draws, {}
     effect, sigma = draws.get("run_effect"), draws.get("sigma_run")
     for k, split in enumerate(("id", "ood")):
@@ -172,15 +188,21 @@ def _predictive(data: FitData, nuts: NutsResult, stage: OodStage | None, seed: i
         offset = run_offsets(None if effect is None else effect[index], None if sigma is None else sigma[index],
                              nuts.runs, data.run, rng)
         noise = {name: draws[name][index] for name in ("sigma_obs", "sigma_logit")}
+        corr = draws["trend_corr"][index] if "trend_corr" in draws and k == 0 else None
         if k == 1 and stage is not None:
             noise = {name: stage.draws[name] for name in ("sigma_obs", "sigma_logit")}
             offset = offset + run_offsets(stage.draws.get("run_effect"), stage.draws.get("sigma_run"),
                                           stage.runs, data.run, rng)
-        mean, scale = observation_moments(params, offset, noise["sigma_obs"], noise["sigma_logit"],
-                                          data.condition_loss, data.condition_complexity, data.step,
-                                          data.curves, data.run, k)
+            corr = stage.draws.get("trend_corr")
+        mean, scale, sensitivity = observation_moments(
+            params, offset, noise["sigma_obs"], noise["sigma_logit"], data.condition_loss,
+            data.condition_complexity, data.step, data.curves, data.run, k, with_sensitivity=True)
+        observed = data.observations(k)
+        if corr is not None:       # forecast a seen run's other conditions from its fit residuals
+            mean, scale = condition_on_runs(mean, scale, sensitivity, noise["sigma_obs"], noise["sigma_logit"],
+                                            corr, observed, data.in_fit, data.run, data.checkpoint)
         out[split] = {"observed": observed_weight_draws(mean, scale, rng),
-                      "lpd": log_predictive_density(mean, scale, data.observations(k))}
+                      "lpd": log_predictive_density(mean, scale, observed)}
     return out
 
 

@@ -75,14 +75,15 @@ def run_offsets(effect: np.ndarray | None, sigma: np.ndarray | None, fitted_runs
 
 def observation_moments(params: dict[str, np.ndarray], offset: np.ndarray, sigma_obs: np.ndarray,
                         sigma_logit: np.ndarray, loss: np.ndarray, complexity: np.ndarray, step: np.ndarray,
-                        curves, run: np.ndarray, split_index: int) -> tuple[np.ndarray, np.ndarray]:
+                        curves, run: np.ndarray, split_index: int, with_sensitivity: bool = False):
     """Mean and scale of each condition's observation per draw: (n, C) with two strategies
     (the relative distance r), (n, C, S) with more (the convex weights). `offset` (n, C) is
-    the log-odds run effect added to η_M."""
+    the log-odds run effect added to η_M. With `with_sensitivity` also ∂(mean)/∂z, the
+    first-order effect of a log-odds deviation (what `condition_on_runs` needs)."""
     params = {k: np.asarray(params[k], dtype=np.float64) for k in rational.PARAMETERS}
     offset = np.broadcast_to(offset, (params["alpha"].size, np.shape(step)[0]))
     sigma_obs, sigma_logit = np.asarray(sigma_obs), np.asarray(sigma_logit)
-    means, scales = [], []
+    means, scales, sensitivities = [], [], []
     for start in range(0, params["alpha"].size, DRAW_CHUNK // 2):     # the ρ tables gather (n, C, K)
         part = slice(start, start + DRAW_CHUNK // 2)
         alpha, beta, gamma = (jnp.asarray(params[k][part])[:, None] for k in rational.PARAMETERS)
@@ -99,8 +100,60 @@ def observation_moments(params: dict[str, np.ndarray], offset: np.ndarray, sigma
             sensitivity = slope * w * (1.0 - w)
             extra = (slice(None), None)
         means.append(mean)
+        sensitivities.append(np.asarray(sensitivity))
         scales.append(np.asarray(observation_scale(sigma_obs[part][extra], sigma_logit[part][extra], sensitivity)))
+    if with_sensitivity:
+        return np.concatenate(means), np.concatenate(scales), np.concatenate(sensitivities)
     return np.concatenate(means), np.concatenate(scales)
+
+
+def condition_on_runs(mean: np.ndarray, scale: np.ndarray, sensitivity: np.ndarray, sigma_obs: np.ndarray,
+                      sigma_logit: np.ndarray, corr: np.ndarray, observed: np.ndarray, given: np.ndarray,
+                      run: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forecast moments of the observations not `given`, conditional on the given ones of the
+    same run, under the AR(1) trend of the model (docs/model.md#run-effects-and-honest-intervals).
+
+    Per draw (n) and run, the observations r of the run are jointly normal around `mean`
+    (n, C) with covariance Σ_ij = δ_ij (ε² + σ_obs²) + σ_logit² s_i s_j φ^|p_i − p_j|
+    (s = `sensitivity`, p = `position` in checkpoint order, φ = `corr`), as in the
+    likelihood. For the rows of a run with given rows G (`given` (C,) and a finite
+    `observed`), the other rows H get the conditional normal:
+    mean_H + Σ_HG Σ_GG⁻¹ (r_G − mean_G) and variance Σ_HH − Σ_HG Σ_GG⁻¹ Σ_GH. Rows in runs
+    without given rows, and the given rows themselves (their replicate predictive), keep
+    (mean, scale). Returns (mean, scale) (n, C).
+
+    >>> mean, scale = np.zeros((1, 3)), np.full((1, 3), np.sqrt(1e-6 + 0.01 + 1.0))
+    >>> m, s = condition_on_runs(mean, scale, np.ones((1, 3)), np.array([0.1]), np.array([1.0]),
+    ...                          np.array([0.9]), np.array([1.0, 0.5, np.nan]), np.array([True, True, False]),
+    ...                          np.zeros(3, dtype=int), np.arange(3))
+    >>> round(float(m[0, 2]), 3), round(float(s[0, 2] ** 2), 3)    # toward the last residuals, narrower
+    (0.467, 0.208)
+    """
+    from .model import RESOLUTION
+
+    mean, scale = np.array(mean, dtype=np.float64), np.array(scale, dtype=np.float64)
+    sigma_obs, sigma_logit, corr = (np.asarray(a, dtype=np.float64)[:, None, None]
+                                    for a in (sigma_obs, sigma_logit, corr))
+    given = np.asarray(given, dtype=bool) & np.isfinite(observed)
+    for r in np.unique(run[given]):
+        rows_g = np.flatnonzero(given & (run == r))
+        rows_h = np.flatnonzero(~given & (run == r))
+        if rows_h.size == 0:
+            continue
+        pg, ph = position[rows_g].astype(np.float64), position[rows_h].astype(np.float64)
+        for start in range(0, mean.shape[0], DRAW_CHUNK):
+            part = slice(start, start + DRAW_CHUNK)
+            sg, sh = sensitivity[part][:, rows_g], sensitivity[part][:, rows_h]
+            phi, logit = corr[part], sigma_logit[part]
+            cov_gg = logit ** 2 * sg[:, :, None] * sg[:, None, :] * phi ** np.abs(pg[:, None] - pg[None, :])
+            cov_gg = cov_gg + (RESOLUTION ** 2 + sigma_obs[part] ** 2) * np.eye(rows_g.size)
+            cov_gh = logit ** 2 * sg[:, :, None] * sh[:, None, :] * phi ** np.abs(pg[:, None] - ph[None, :])
+            residual = observed[rows_g][None, :] - mean[part][:, rows_g]
+            gain = np.linalg.solve(cov_gg, cov_gh)                                    # Σ_GG⁻¹ Σ_GH (n, g, h)
+            mean[part, rows_h] += np.einsum("ngh,ng->nh", gain, residual)
+            variance = scale[part][:, rows_h] ** 2 - np.einsum("ngh,ngh->nh", cov_gh, gain)
+            scale[part, rows_h] = np.sqrt(np.maximum(variance, RESOLUTION ** 2))
+    return mean, scale
 
 
 def observed_weight_draws(mean: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -182,11 +182,18 @@ def load_fit(directory: str | os.PathLike) -> FitResult:
     crafted or damaged is refused in one line naming it; posterior.nc is read only in
     ArviZ's groups and only as large as the fit's chains × draws × conditions allow.
 
+    A folder of a fit over several configurations (`bayesicl.fit.population`, fit.json kind
+    "population") is read back as a `PopulationResult`.
+
     Example: ``bayesicl.fit.load_fit("fit-out").predict(64, 10_000)``.
     """
     folder = Path(directory)
     if not folder.is_dir():
         raise BayesiclError(f"{folder}: not a fit folder (no such directory)")
+    from .population_io import is_population_folder, load_population
+
+    if is_population_folder(folder):
+        return load_population(folder)
     missing = [name for key, name in FILES.items() if key != "posterior" and not os.path.lexists(folder / name)]
     if missing:
         raise BayesiclError(f"{folder}: not a complete fit folder, missing {missing}")

@@ -161,3 +161,133 @@ def misfit_weights(params, run_sd: float = 0.0, trend_sd: float = 0.0, trend_cor
         return 1.0 / (1.0 + np.exp(-z))
 
     return weights
+
+
+# -- populations of configurations (docs/model.md#population-model) ---------------------------------
+
+#: Parameters of θ_j in the population model's coordinates: logit α, log β, log γ̃.
+THETA_NAMES = ("logit_alpha", "log_beta", "log_gamma_ref")
+
+
+class SyntheticPopulation:
+    """Evidence of several configurations drawn from a known population.
+
+    ``evidence`` (one `Evidence` per configuration, settings carry the configuration),
+    ``settings`` (the varied settings of each), ``theta`` (J, 3) the true (logit α, log β,
+    log γ̃) of each configuration, ``params`` the true (α, β, γ) per configuration, and the
+    truth in raw coordinates: θ_j = ``intercept`` + ``slope`` · log s_j + diag(``tau``) L z_j
+    (``slope`` (3, P) per log setting, ``corr`` = L Lᵀ). γ̃ = γ N_ref^(1−α) at
+    ``reference_step``."""
+
+    def __init__(self, evidence, settings, theta, intercept, slope, tau, corr, names, reference_step):
+        self.evidence, self.settings, self.theta = evidence, settings, theta
+        self.intercept, self.slope, self.tau, self.corr = intercept, slope, tau, corr
+        self.names, self.reference_step = tuple(names), float(reference_step)
+
+    @property
+    def params(self) -> list[tuple[float, float, float]]:
+        """The true (α, β, γ) of each configuration."""
+        return [theta_to_params(t, self.reference_step) for t in self.theta]
+
+    def truth(self, covariates) -> dict[str, np.ndarray]:
+        """μ (3,), B (3, P) and τ (3,) in the coordinates of a fit's `Covariates`
+        (x = (log s − center)/scale): B = slope · scale, μ = intercept + slope · center."""
+        index = [self.names.index(n) for n in covariates.names]
+        slope = self.slope[:, index]
+        return {"mu": self.intercept + slope @ np.asarray(covariates.center),
+                "B": slope * np.asarray(covariates.scale)[None, :], "tau": self.tau.copy()}
+
+
+def theta_to_params(theta, reference_step: float) -> tuple[float, float, float]:
+    """(logit α, log β, log γ̃) → (α, β, γ) with γ = γ̃ N_ref^(α−1).
+
+    >>> [round(v, 4) for v in theta_to_params((0.0, 0.0, 0.0), 100.0)]
+    [0.5, 1.0, 0.1]
+    """
+    alpha = 1.0 / (1.0 + math.exp(-float(theta[0])))
+    return alpha, math.exp(float(theta[1])), math.exp(float(theta[2])) * float(reference_step) ** (alpha - 1.0)
+
+
+def synthetic_population(task, grid, diversities: Sequence[int], steps: Sequence[int], *,
+                         intercept=None, slope=None, tau=None, corr=None, seed: int = 0,
+                         run_sd: float = 0.0, trend_sd: float = 0.0, trend_corr: float = 0.0,
+                         noise_sd: float = 0.0, num_sequences: int = 16, loss_sequences: int = 256,
+                         holdout: float = 0.2, strategies: Sequence[str] = ("memorizing", "generalizing")
+                         ) -> SyntheticPopulation:
+    """Evidence for every configuration of `grid` ({setting: values}, their product) drawn
+    from a known population model; see `SyntheticPopulation`.
+
+    A setting of the task (e.g. context_length) changes the task, hence L̄ and K; any other
+    (e.g. mlp_width) only enters the configuration's settings (its covariate). The truth:
+    θ_j = intercept + slope · log s_j + diag(tau) L z_j, z_j ~ N(0, I), L the Cholesky
+    factor of `corr` (identity by default); unset parts are drawn from
+    `stream(seed, "synthetic")`: the intercept puts α ≈ 0.6, β ≈ 0.2 and N* of the middle
+    diversity near N_ref (± N(0, 0.1) per coordinate), slope ~ N(0, 0.15) per log unit,
+    tau = |N(0, 0.2)| + 0.05. Each configuration's runs misfit the rational
+    model as in `misfit_weights` (run offsets `run_sd`, AR(1) deviations `trend_sd`,
+    `trend_corr`, noise `noise_sd`). γ̃ is at N_ref = the geometric mean of the steps a fit with
+    `holdout` sees (cutoff "all").
+
+    >>> import bayesicl as bic
+    >>> pop = synthetic_population(bic.task("urns", num_dims=4, context_length=8), {"mlp_width": [32, 64]},
+    ...                            [4, 8], [100, 1000], num_sequences=4, loss_sequences=32)
+    >>> len(pop.evidence), pop.evidence[1].settings["config"], pop.theta.shape
+    (2, {'mlp_width': 64}, (2, 3))
+    """
+    import dataclasses
+    import itertools
+
+    from ..seeds import stream
+    from ..tasks import from_settings
+
+    names = list(grid)
+    if not names:
+        raise BayesiclError("synthetic_population: give at least one setting to vary")
+    combos = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+    logs = np.array([[math.log(float(c[n])) for n in names] for c in combos])
+    rng = stream(seed, "synthetic")
+    steps = np.asarray(steps, dtype=np.int64)
+    fit_steps = np.sort(steps)[:math.ceil((1.0 - holdout) * steps.size)]
+    reference = float(np.exp(np.mean(np.log(np.maximum(fit_steps, 1)))))
+    cache: dict[str, tuple] = {}
+    tasks, arch = [], []
+    for combo in combos:
+        task_settings, other = dict(task.settings), {}
+        for key, value in combo.items():
+            (task_settings if key in task_settings else other)[key] = value
+        config_task = from_settings(task_settings)
+        key = repr(sorted(task_settings.items()))
+        if key not in cache:
+            outputs = strategy_outputs(config_task, strategies, diversities, num_sequences, seed)
+            cache[key] = (outputs, synthetic_terms(config_task, strategies, outputs[1], loss_sequences))
+        tasks.append((config_task, key))
+        arch.append(other)
+    slope = (np.asarray(slope, dtype=np.float64).reshape(3, len(names)) if slope is not None
+             else 0.15 * rng.standard_normal((3, len(names))))
+    tau = np.asarray(tau, dtype=np.float64) if tau is not None else np.abs(0.2 * rng.standard_normal(3)) + 0.05
+    corr = np.eye(3) if corr is None else np.asarray(corr, dtype=np.float64)
+    z = rng.standard_normal((len(combos), 3))
+    if intercept is None:
+        # α ≈ 0.6, β ≈ 0.2 and γ̃ = a / ΔL at the middle diversity of the first configuration,
+        # which puts N* there at N_ref (a = ln 2 (K_M^β − K_G^β), ΔL = L̄_G − L̄_M), so the
+        # transitions fall inside the step grid; then centred over the grid's covariates.
+        loss, bits = cache[tasks[0][1]][1]
+        middle = sorted(int(d) for d in diversities)[len(diversities) // 2]
+        a = math.log(2) * (bits.loc[middle].iloc[0] ** 0.2 - bits.loc[middle].iloc[1] ** 0.2)
+        delta = loss.loc[middle].iloc[1] - loss.loc[middle].iloc[0]
+        center = np.array([math.log(0.6 / 0.4), math.log(0.2), math.log(abs(a / delta))])
+        intercept = center + 0.1 * rng.standard_normal(3) - slope @ logs.mean(axis=0)
+    intercept = np.asarray(intercept, dtype=np.float64)
+    theta = intercept[None] + logs @ slope.T + (z @ np.linalg.cholesky(corr).T) * tau[None]
+    evidence = []
+    for j, ((config_task, key), other) in enumerate(zip(tasks, arch)):
+        outputs, terms = cache[key]
+        weights = misfit_weights(theta_to_params(theta[j], reference), run_sd=run_sd, trend_sd=trend_sd,
+                                 trend_corr=trend_corr, noise_sd=noise_sd, seed=seed * 1000 + j,
+                                 strategies=strategies)
+        ev = synthetic_evidence(config_task, diversities, steps, weights=weights, strategies=strategies,
+                                num_sequences=num_sequences, seed=seed, outputs=outputs, terms=terms,
+                                cutoff="all")
+        settings = {"task": dict(config_task.settings), "zipf": None, "config": other}
+        evidence.append(dataclasses.replace(ev, settings=settings))
+    return SyntheticPopulation(evidence, combos, theta, intercept, slope, tau, corr, names, reference)

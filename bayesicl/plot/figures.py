@@ -132,22 +132,7 @@ def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
     mesh = None
     for panel, column, title in ((axes[0], "observed_weight", "observed  $\\tilde w_M$"),
                                  (axes[1], "predicted_weight", "predicted  $w_M$")):
-        diversities, steps, values = _grid(conditions, column)
-        mesh = panel.pcolormesh(_edges(diversities, True), _edges(steps, False), values,
-                                cmap=WEIGHT_CMAP, vmin=0, vmax=1, shading="flat")
-        if len(curve):
-            inside = curve[(curve["transition_step"] >= steps.min() * 0.5)
-                           & (curve["transition_step"] <= steps.max() * 1.5)]
-            panel.plot(inside["diversity"], inside["transition_step"], "k-o", ms=3, lw=1.5,
-                       label="predicted $N^*(D)$")
-        cutoff = getattr(fit, "cutoff_step", None)
-        if cutoff is not None and cutoff > steps.min():
-            panel.axhline(cutoff, color="k", ls="--", lw=1)
-            panel.text(diversities[0], cutoff, " $N_0$ (modeled above)", va="bottom", fontsize=8,
-                       bbox=dict(facecolor="white", alpha=0.75, lw=0, pad=1))
-        _outline_heldout(panel, conditions, diversities, steps)
-        panel.set_ylim(_edges(steps, False)[0], _edges(steps, False)[-1])
-        _log2_ticks(panel, diversities)
+        mesh = weight_panel(panel, conditions, column, curve, getattr(fit, "cutoff_step", None))
         panel.set_xlabel("task diversity D")
         panel.set_title(f"{title} ({split.upper()})")
     axes[0].set_ylabel("training step N")
@@ -159,6 +144,37 @@ def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.colorbar(mesh, ax=list(axes), label="memorizing weight (0 = G, 1 = M)", shrink=0.9)
     return declutter(fig)
+
+
+def weight_panel(panel: Any, conditions: pd.DataFrame, column: str, curve: pd.DataFrame | None = None,
+                 cutoff: float | None = None, cutoff_label: bool = True, log_steps: bool = False) -> Any:
+    """Draw one weight heat map into the axis `panel`: `column` of `conditions` (one split) over
+    D (x, log₂) × N (y), the transition curve N*(D) (`curve`: diversity, transition_step) where
+    it falls inside the steps, the cutoff N₀ dashed and the held-out cells hatched. Returns
+    the mesh (for a colour bar). `phase_diagram` draws its two panels with it, the
+    population figures one per configuration. `log_steps`: N on a log axis (for steps
+    spaced geometrically, as a prediction's grid may be).
+    """
+    diversities, steps, values = _grid(conditions, column)
+    step_edges = _edges(steps, log_steps)
+    mesh = panel.pcolormesh(_edges(diversities, True), step_edges, values,
+                            cmap=WEIGHT_CMAP, vmin=0, vmax=1, shading="flat")
+    if curve is not None and len(curve):
+        inside = curve[(curve["transition_step"] >= steps.min() * 0.5)
+                       & (curve["transition_step"] <= steps.max() * 1.5)]
+        panel.plot(inside["diversity"], inside["transition_step"], "k-o", ms=3, lw=1.5,
+                   label="predicted $N^*(D)$")
+    if cutoff is not None and cutoff > steps.min():
+        panel.axhline(cutoff, color="k", ls="--", lw=1)
+        if cutoff_label:
+            panel.text(diversities[0], cutoff, " $N_0$ (modeled above)", va="bottom", fontsize=8,
+                       bbox=dict(facecolor="white", alpha=0.75, lw=0, pad=1))
+    _outline_heldout(panel, conditions, diversities, steps)
+    if log_steps:
+        panel.set_yscale("log")
+    panel.set_ylim(step_edges[0], step_edges[-1])
+    _log2_ticks(panel, diversities)
+    return mesh
 
 
 def _outline_heldout(panel: Any, conditions: pd.DataFrame, diversities: np.ndarray,
@@ -415,7 +431,12 @@ FIGURES = {
 
 def figures_for(fit: Any) -> dict[str, Any]:
     """The figures `fit` has: all of `FIGURES`, less the posterior for a MAP fit, plus
-    `strategy_phases` for a fit of more than two strategies."""
+    `strategy_phases` for a fit of more than two strategies; for a population fit over
+    configurations, `bayesicl.plot.population.population_figures_for`."""
+    from .population import is_population, population_figures_for
+
+    if is_population(fit):
+        return population_figures_for(fit)
     has_posterior = getattr(fit, "idata", None) is not None
     figures = {name: draw for name, draw in FIGURES.items() if name != "posterior" or has_posterior}
     if len(getattr(fit, "strategies", ())) > 2:
@@ -427,10 +448,15 @@ def figures_for(fit: Any) -> dict[str, Any]:
 
 def save_all(fit: Any, out: str, pdf: bool = False) -> list[str]:
     """Write the figures of `fit` (`figures_for`) as PNG (and PDF) into `out`; returns the
-    paths written. A posterior figure left by an earlier NUTS fit in `out` is removed."""
+    paths written. A posterior figure left by an earlier NUTS fit in `out` is removed. A
+    population fit's figures are `bayesicl.plot.population.save_population`'s."""
     from pathlib import Path
 
     from ..atomic import atomic_path
+    from .population import is_population, save_population
+
+    if is_population(fit):
+        return save_population(fit, out, pdf=pdf)
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,12 @@ def render_report(fit, figures: Mapping[str, bytes] | None = None) -> str:
     scripts and loads nothing: images are embedded as base64 data.
 
     Example: ``write_report(bayesicl.load_fit("fit-out"), "fit-out/report.html")``.
+    A population fit over configurations gets `bayesicl.report.population`'s page.
     """
+    if plot.population.is_population(fit):
+        from .population import render_population_report
+
+        return render_population_report(fit, figures, style=STYLE)
     summary = fit.summary()
     info = fit.info or {}
     if figures is None:

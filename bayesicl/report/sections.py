@@ -68,6 +68,15 @@ def verdict_section(v: Verdict) -> str:
             f"<h3>Guards (warnings about this fit)</h3><ul>{guards}</ul></section>")
 
 
+def convention_note(summary: dict[str, Any]) -> str:
+    """One line naming the K convention the parameters were fitted under."""
+    convention = summary.get("complexity_convention", "bayesicl")
+    what = ("the paper's (its compressors with delta + brotli, int64 pseudo-counts, its K_code)"
+            if convention == "paper" else "bayesicl's (docs/model.md#complexity)")
+    return (f"<p class=note>K convention: <b>{esc(convention)}</b>, {what}. α, β, γ are comparable only "
+            "between fits under the same K convention.</p>")
+
+
 def parameters_section(summary: dict[str, Any]) -> str:
     level = percent(summary.get("interval_level", 0.9))
     params = summary.get("params") or {}
@@ -76,7 +85,7 @@ def parameters_section(summary: dict[str, Any]) -> str:
         rows = [[f"<b>{esc(name)}</b>", PARAMETER_MEANING.get(name, ""), number(p.get("mean"))]
                 for name, p in params.items()]
         body = table(["parameter", "meaning", "MAP (the paper's objective)"], rows)
-        note = "<p class=note>A MAP fit is one point: no standard deviation, no interval.</p>"
+        note = "<p class=note>A MAP fit is one point: no standard deviation, no interval.</p>" + convention_note(summary)
         return f'<section id="parameters"><h2>Parameters</h2>{body}{note}</section>'
     rows = []
     for name, p in params.items():
@@ -90,7 +99,7 @@ def parameters_section(summary: dict[str, Any]) -> str:
     kind = summary.get("interval_kind", "credible intervals")
     note = (f"<p class=note>Intervals: {level}, {esc(kind)}. The MAP column optimizes the paper's objective on "
             "the same conditions, for comparison with the paper. sd / prior sd near 1: the data taught the "
-            "parameter little (above 0.8 the fit is not identified).</p>")
+            "parameter little (above 0.8 the fit is not identified).</p>") + convention_note(summary)
     return f'<section id="parameters"><h2>Parameters</h2>{body}{note}{effects_table(summary)}</section>'
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .batches import TrainingBatches
+from .logger import BackgroundWriter
 from .model import Transformer, init_parameters, inputs_from_batch
 from .presets import Recipe
 from .stacked import stacked_loss, stacked_outputs
@@ -48,7 +49,7 @@ from .train import (
     load_run_state,
     open_training_run,
     restore_adam,
-    save_state,
+    save_state_later,
     to_device,
 )
 
@@ -122,7 +123,7 @@ def _train_members(recipe: Recipe, runs: list[TrainingRun], states: list[TrainSt
     losses: list[torch.Tensor] = []
     began = time.perf_counter()
     with bar, TrainingBatches(task, [r.pool for r in runs], recipe, start + 1,
-                              workers=data_workers(recipe)) as batches:
+                              workers=data_workers(recipe)) as batches, BackgroundWriter() as background:
         for step in range(start + 1, recipe.steps + 1):
             inputs, targets = to_device(batches.take(step), device)
             for group in optimizer.param_groups:
@@ -138,19 +139,20 @@ def _train_members(recipe: Recipe, runs: list[TrainingRun], states: list[TrainSt
                 pending.pop(0)
                 stacked = torch.stack(losses)                                       # (steps, E)
                 for e, (run, outputs) in enumerate(zip(runs, evaluate())):
-                    run.log(step, outputs, list(stacked[:, e]))
+                    run.log(step, outputs, list(stacked[:, e]), background)
                 losses = []
                 elapsed = wall_time + time.perf_counter() - began
                 moments = [optimizer.state[p] for p in params.values()]
                 adam_step = int(moments[0]["step"])
                 for e, run in enumerate(runs):
-                    save_state(run.path, TrainState(
+                    save_state_later(background, run.path, TrainState(
                         step, {n: p[e] for n, p in params.items()},
                         {n: m["exp_avg"][e] for n, m in zip(names, moments)},
                         {n: m["exp_avg_sq"][e] for n, m in zip(names, moments)},
                         adam_step, torch.get_rng_state(), elapsed))
                 bar.set_postfix(loss=" ".join(f"{v:.3f}" for v in stacked[-1].tolist()))
                 if stop_after is not None and step >= stop_after and pending:
+                    background.close()
                     return
     elapsed = time.perf_counter() - began
     for e, run in enumerate(runs):

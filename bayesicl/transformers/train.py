@@ -5,7 +5,8 @@ of (seed, step) — from a model initialized from the seed alone, so a run is de
 given its recipe, D and seed. At each checkpoint (`checkpoint_steps`: evenly spaced in √N
 from step 20 to the last step) it logs the model's outputs on the fixed ID/OOD(/IWL)
 evaluation sets and the per-step training losses through `RunWriter`, and only then saves the
-resume state. A finished run holds `model.safetensors` + `model.json` for interpretability
+resume state; both are written by a background thread (`bayesicl.transformers.logger`), in
+that order, while training goes on. A finished run holds `model.safetensors` + `model.json` for interpretability
 work (`load_model`).
 
 Files a run directory gains beyond the run store's own:
@@ -31,6 +32,7 @@ Files a run directory gains beyond the run store's own:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -51,6 +53,7 @@ from ..runs import RunWriter
 from ..tasks import Task
 from ..tasks import task as make_task
 from .batches import TrainingBatches, default_workers
+from .logger import BackgroundWriter
 from .model import ModelConfig, Transformer, init_parameters, inputs_from_batch
 from .presets import Recipe
 
@@ -107,13 +110,22 @@ class TrainingRun:
     def model_config(self) -> ModelConfig:
         return ModelConfig.for_task(self.task, **self.recipe.architecture())
 
-    def log(self, step: int, outputs: Mapping[str, np.ndarray], losses: Sequence[torch.Tensor]) -> None:
-        """Log a checkpoint with the losses of the steps since the last one. A checkpoint
-        already on disk (a crash after it, before the resume state: the resumed run
-        recomputes it identically) is kept, but its steps' losses are added to loss.csv
+    def log(self, step: int, outputs: Mapping[str, np.ndarray], losses: Sequence[torch.Tensor],
+            background: BackgroundWriter | None = None) -> None:
+        """Log a checkpoint with the losses of the steps since the last one (on `background`'s
+        thread when given; `outputs` must then be arrays nothing else writes to). A
+        checkpoint already on disk (a crash after it, before the resume state: the resumed
+        run recomputes it identically) is kept, but its steps' losses are added to loss.csv
         where a crash left them out."""
         values = torch.stack(list(losses)).cpu().tolist() if losses else []
         pairs = list(zip(range(step - len(values) + 1, step + 1), values))
+        job = functools.partial(self._write, step, outputs, pairs)
+        if background is None:
+            job()
+        else:
+            background.submit(str(self.path / "checkpoints" / f"step-{step:08d}.nc"), job)
+
+    def _write(self, step: int, outputs: Mapping[str, np.ndarray], pairs: list[tuple[int, float]]) -> None:
         if step in self.writer.steps:
             self.writer.record_losses(pairs)
             return
@@ -191,6 +203,22 @@ def save_state(path: str | Path, state: TrainState) -> None:
                 "adam_step": str(state.adam_step), "wall_time_s": repr(float(state.wall_time_s))}
     with atomic.atomic_path(Path(path) / STATE_DIR / STATE_FILE) as tmp:
         save_file(tensors, tmp, metadata=metadata)
+
+
+def snapshot(state: TrainState) -> TrainState:
+    """`state` with every tensor copied to the CPU: training may change the originals while a
+    background writer saves the copy."""
+    def copy(group: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in group.items()}
+
+    return dataclasses.replace(state, parameters=copy(state.parameters), exp_avg=copy(state.exp_avg),
+                               exp_avg_sq=copy(state.exp_avg_sq), rng=state.rng.clone())
+
+
+def save_state_later(background: BackgroundWriter, path: str | Path, state: TrainState) -> None:
+    """Save a snapshot of `state` on `background`'s thread (after the jobs queued before it)."""
+    copied = snapshot(state)
+    background.submit(str(Path(path) / STATE_DIR / STATE_FILE), functools.partial(save_state, path, copied))
 
 
 def load_state(path: str | Path) -> TrainState | None:
@@ -371,7 +399,7 @@ def _train(run: TrainingRun, recipe: Recipe, progress: bool, stop_after: int | N
     losses: list[torch.Tensor] = []
     batches = TrainingBatches(run.task, [run.pool], recipe, start + 1, workers=data_workers(recipe))
     began = time.perf_counter()
-    with batches:
+    with batches, BackgroundWriter() as background:
         for step in range(start + 1, recipe.steps + 1):
             inputs, targets = to_device(batches.take(step), device)
             for group in optimizer.param_groups:
@@ -385,13 +413,15 @@ def _train(run: TrainingRun, recipe: Recipe, progress: bool, stop_after: int | N
             bar.update()
             if pending and step == pending[0]:
                 pending.pop(0)
-                run.log(step, evaluate(model, eval_inputs), losses)
+                run.log(step, evaluate(model, eval_inputs), losses, background)
                 bar.set_postfix(loss=f"{losses[-1].item():.4f}")
                 losses = []
                 exp_avg, exp_avg_sq, adam_step = adam_state(optimizer, named)
-                save_state(run.path, TrainState(step, dict(model.state_dict()), exp_avg, exp_avg_sq, adam_step,
-                                                torch.get_rng_state(), wall_time + time.perf_counter() - began))
+                save_state_later(background, run.path, TrainState(
+                    step, dict(model.state_dict()), exp_avg, exp_avg_sq, adam_step, torch.get_rng_state(),
+                    wall_time + time.perf_counter() - began))
                 if stop_after is not None and step >= stop_after and pending:
+                    background.close()
                     bar.close()
                     return run.path
     bar.close()

@@ -1,0 +1,162 @@
+"""Command-line verbs of fits across configurations: `bayesicl fit RUNS/` with several
+configurations, `bayesicl predict FIT --set mlp_width=512 …` and `bayesicl cross-validate RUNS`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import BayesiclError
+
+
+def scan_configurations(runs) -> tuple[int, list[str]]:
+    """(number of configurations, the settings that vary between them) of a runs folder, read
+    from the run.json files only (cheap: no outputs are opened)."""
+    from ..runs import find_runs
+    from ..runs.format import setting_config
+    from .population_data import flat_settings, varying_settings
+
+    if not isinstance(runs, (str, os.PathLike)) or not Path(runs).is_dir():
+        return 1, []
+    settings = {}
+    for path in find_runs(runs):
+        try:
+            meta = json.loads((Path(path) / "run.json").read_text())
+            flat = flat_settings({"task": meta["task"], "zipf": meta.get("zipf"),
+                                  "config": setting_config(meta.get("config", {}))})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return 1, []            # let the single-configuration path report the problem
+        settings[json.dumps(flat, sort_keys=True, default=str)] = flat
+    return len(settings), varying_settings(list(settings.values()))
+
+
+def parse_covariates(text: str | None) -> list[str] | None:
+    """--covariates "mlp_width,context_length" → ["mlp_width", "context_length"].
+
+    >>> parse_covariates("mlp_width, context_length")
+    ['mlp_width', 'context_length']
+    """
+    if text is None:
+        return None
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if not names:
+        raise BayesiclError("--covariates: give setting names separated by commas, e.g. mlp_width,context_length")
+    return names
+
+
+def parse_settings(items: Sequence[str]) -> dict:
+    """--set values "NAME=VALUE" → {name: number (or text)}.
+
+    >>> parse_settings(["mlp_width=512", "context_length=48"])
+    {'mlp_width': 512, 'context_length': 48}
+    """
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise BayesiclError(f"--set {item!r}: expected NAME=VALUE, e.g. mlp_width=512")
+        text = value.strip()
+        try:
+            number = float(text)
+            out[name.strip()] = int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+        except ValueError:
+            out[name.strip()] = text
+    if not out:
+        raise BayesiclError("predict: give the new configuration with --set NAME=VALUE (e.g. --set mlp_width=512)")
+    return out
+
+
+def run_population_fit(runs, out: Path, count: int, varying: list[str], pool: str | None, covariates, method: str,
+                       strategies, holdout, prior_override, cutoff, seed, num_chains, num_samples, num_warmup,
+                       effects, echo=print, warn=None, note=None):
+    """Fit a folder holding several configurations, save it, draw its figures; returns the
+    `PopulationResult`."""
+    from .population import fit_population
+
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    note = note or (lambda line: print(line, flush=True))
+    clock = time.perf_counter()
+    pool = pool or "partial"
+    note(f"{count} configurations ({', '.join(varying)} vary): pooling {pool}")
+    result = fit_population(runs, pool=pool, covariates=covariates, method=method, seed=seed, num_chains=num_chains,
+                            num_samples=num_samples, num_warmup=num_warmup, holdout=holdout, effects=effects,
+                            priors=prior_override, progress=True, strategies=strategies, cutoff=cutoff)
+    folder = result.save(out)
+    from .. import plot
+
+    paths = plot.save_population(result, folder) if hasattr(plot, "save_population") else []
+    echo(format_population(result))
+    for line in result.guards:
+        warn(f"WARNING: {line}")
+    echo(f"wrote {folder}: summary.json, conditions.csv, configurations.csv, transitions.csv"
+         f"{', posterior.nc' if result.idata is not None else ''} and {len(paths)} figures "
+         f"({time.perf_counter() - clock:.0f} s)")
+    return result
+
+
+def format_population(result) -> str:
+    """The headline of a population fit: per configuration α, β, γ with 90% intervals, the
+    population's covariate effects B and the sampler's diagnostics."""
+    lines = [f"pool {result.pool}: {len(result.names)} configurations"]
+    for row in result.configurations.to_dict(orient="records"):
+        parts = [f"{k} {row[k]:.3g} [{row[k + '_low']:.3g}, {row[k + '_high']:.3g}]" for k in ("alpha", "beta", "gamma")]
+        lines.append(f"  {row['configuration']}: " + ", ".join(parts))
+    if result.population:
+        lines.append("population covariate effects B (per sd of the log setting), mean [90% interval]:")
+        for param, effects in result.population["B"].items():
+            text = ", ".join(f"{c} {v['mean']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" for c, v in effects.items())
+            lines.append(f"  {param}: {text}")
+    d = result.report.get("diagnostics") or {}
+    if d.get("r_hat_max") is not None:
+        lines.append(f"r_hat max {d['r_hat_max']:.3f}, bulk ESS min {d['ess_bulk_min']:.0f}, "
+                     f"divergences {d['divergences']}")
+    return "\n".join(lines)
+
+
+def predict_main(args: argparse.Namespace) -> int:
+    """The `bayesicl predict` verb."""
+    from .result import load_fit
+
+    result = load_fit(args.fit)
+    if not hasattr(result, "state"):
+        raise BayesiclError(f"{args.fit}: a single-configuration fit; predict a new configuration from a fit of "
+                            "several (bayesicl fit RUNS/ with several configurations)")
+    prediction = result.predict(args.diversity, args.step, parse_settings(args.set), seed=args.seed)
+    out = Path(args.out) if args.out else Path(args.fit).resolve().with_name(Path(args.fit).resolve().name + "-predicted")
+    paths = prediction.save(out)
+    from .. import plot
+
+    if hasattr(plot, "plot_predicted_configuration"):
+        paths += [Path(p) for p in plot.plot_predicted_configuration(prediction, out)]
+    for line in prediction.warnings:
+        print(f"WARNING: {line}", file=sys.stderr)
+    print(f"predicted {', '.join(f'{k}={v}' for k, v in prediction.settings.items() if k in parse_settings(args.set))}"
+          f" ({prediction.source})")
+    for row in prediction.transitions.to_dict(orient="records"):
+        print(f"  D={int(row['diversity'])}: N* {row['transition_step']:.4g} [{row['low']:.4g}, {row['high']:.4g}]")
+    print(f"wrote {out}: {', '.join(p.name for p in paths)}")
+    return 0
+
+
+def cross_validate_main(args: argparse.Namespace) -> int:
+    """The `bayesicl cross-validate` verb."""
+    from ..atomic import write_text
+    from .population_cv import cross_validate
+
+    pools = tuple(args.pools)
+    table = cross_validate(args.runs, by=args.by, pools=pools, covariates=parse_covariates(args.covariates),
+                           seed=args.seed, num_chains=args.chains, num_samples=args.draws, num_warmup=args.warmup,
+                           effects=args.effects, progress=True)
+    out = Path(args.out) if args.out else Path(args.runs).resolve().with_name(Path(args.runs).resolve().name + "-cv")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "cross_validation.csv", table.to_csv(index=False))
+    summary = table.groupby("pool")[["elpd_id", "elpd_id_mean", "correlation_id", "correlation_ood", "tvd_id",
+                                     "coverage_id", "coverage_ood"]].mean()
+    print(summary.round(3).to_string())
+    print(f"wrote {out / 'cross_validation.csv'}")
+    return 0

@@ -1,0 +1,292 @@
+"""The population model over configurations (docs/model.md#population-model) and its sampler.
+
+Per configuration j, θ_j = (logit α_j, log β_j, log γ̃_j), γ̃_j = γ_j N_ref^(1−α_j) at ONE
+reference step N_ref shared by all configurations:
+
+- pool "partial": θ_j = μ + B x_j + diag(τ) L z_j, z_j ~ N(0, I), x_j the
+  standardized covariates (`bayesicl.fit.population_data.covariate_matrix`),
+  μ_k ~ Normal(m_k, s_k) with (m_k, s_k) the mean and sd of the single-configuration prior
+  of θ_k (`bayesicl.fit.model.default_priors`), B_kp ~ Normal(0, `B_SCALE`),
+  τ_k ~ HalfNormal(`TAU_SCALE`), L ~ LKJCholesky(3, `LKJ_CONCENTRATION`); sampled centred,
+  θ_j ~ MVN(μ + B x_j, diag(τ) L Lᵀ diag(τ)), by default (`PARAMETERIZATION`: each
+  configuration's conditions pin its θ_j, and the non-centred z_j then couples with τ);
+- pool "full": one θ for every configuration, with the single-configuration priors
+  (`bayesicl.fit.model.sampled_parameters`): the single fit on the stacked data.
+
+Below θ, the single-configuration likelihood of `bayesicl.fit.model` applies unchanged to
+the stacked conditions (its functions are called, not copied): run effects u_k nest inside
+configurations (every run of every configuration has its own u_k, with one σ_run), and the
+noise scales σ_obs, σ_logit (and φ of "run+trend") are shared by all configurations.
+
+Chains start from a least-squares fit of μ, B to the per-configuration MAP estimates, with
+τ from its residual sd, θ_j at the MAPs (z_j at the standardized residuals), L = I, and the noise scales from
+the RMS residual at the MAPs (as `bayesicl.fit.nuts` does).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from ..seeds import stream
+from .model import (NOISE_SITES, expected_observation, observation_scale, prior_distribution,
+                    run_effects, run_log_density, sampled_parameters, strategy_weights)
+from .synthetic import THETA_NAMES
+
+POOLS = ("partial", "full", "none")
+#: Prior sd of each covariate effect B_kp (per sd of the log setting).
+B_SCALE = 0.5
+#: Prior scale of τ_k, the between-configuration sd of θ_k not explained by the covariates.
+TAU_SCALE = 0.5
+LKJ_CONCENTRATION = 2.0
+TARGET_ACCEPT = 0.9
+#: "non-centred": θ_j = μ + B x_j + diag(τ) L z_j with z_j sampled; "centred": θ_j sampled
+#: from MVN(μ + B x_j, diag(τ) L Lᵀ diag(τ)).
+PARAMETERIZATION = "centred"
+JITTER = 0.1
+
+
+def prior_moments(priors: Mapping[str, Any], draws: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of (logit α, log β, log γ̃) under the single-configuration priors (seeded
+    Monte Carlo): the prior of μ.
+
+    >>> from bayesicl.fit.model import default_priors
+    >>> mean, sd = prior_moments(default_priors("urns", 1000.0))
+    >>> round(float(mean[1]), 2), round(float(sd[1]), 2)
+    (-1.61, 0.5)
+    """
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    alpha = prior_distribution(priors, "alpha").sample(keys[0], (draws,))
+    beta = prior_distribution(priors, "beta").sample(keys[1], (draws,))
+    gamma = prior_distribution(priors, "gamma_ref").sample(keys[2], (draws,))
+    values = np.stack([np.asarray(jnp.log(alpha) - jnp.log1p(-alpha)), np.asarray(jnp.log(beta)),
+                       np.asarray(jnp.log(gamma))])
+    return values.mean(axis=1), values.std(axis=1)
+
+
+def theta_to_parameters(theta, reference_step):
+    """(…, 3) θ → α, β, γ (…) with γ = γ̃ N_ref^(α−1) (JAX)."""
+    alpha = jax.nn.sigmoid(theta[..., 0])
+    return alpha, jnp.exp(theta[..., 1]), jnp.exp(theta[..., 2]) * jnp.power(reference_step, alpha - 1.0)
+
+
+def population_model(data, config, x, priors: Mapping[str, Any], mu_mean, mu_sd, pool: str = "partial",
+                     effects: str = "run+trend", num_configs: int = 1):
+    """The joint model of all configurations (see the module docstring). `data` is the
+    stacked `ModelData`, `config` (C,) each row's configuration, `x` (J, P) covariates."""
+    if pool == "full":
+        alpha, beta, gamma = sampled_parameters(priors, None, data.reference_step)
+        ones = jnp.ones(num_configs)
+        numpyro.deterministic("config_alpha", alpha * ones)
+        numpyro.deterministic("config_beta", beta * ones)
+        numpyro.deterministic("config_gamma", gamma * ones)
+        params = (alpha, beta, gamma)
+    else:
+        mu = numpyro.sample("mu", dist.Normal(mu_mean, mu_sd).to_event(1))
+        theta = jnp.broadcast_to(mu, (num_configs, 3))
+        if x.shape[1] > 0:
+            b = numpyro.sample("B", dist.Normal(0.0, B_SCALE).expand([3, x.shape[1]]).to_event(2))
+            theta = theta + x @ b.T
+        tau = numpyro.sample("tau", dist.HalfNormal(TAU_SCALE).expand([3]).to_event(1))
+        chol = numpyro.sample("L", dist.LKJCholesky(3, LKJ_CONCENTRATION))
+        if PARAMETERIZATION == "centred":
+            theta = numpyro.sample("theta", dist.MultivariateNormal(theta, scale_tril=tau[:, None] * chol).to_event(1))
+        else:
+            z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([num_configs, 3]).to_event(2))
+            theta = numpyro.deterministic("theta", theta + (z @ chol.T) * tau)
+        alpha, beta, gamma = theta_to_parameters(theta, data.reference_step)
+        numpyro.deterministic("config_alpha", alpha)
+        numpyro.deterministic("config_beta", beta)
+        numpyro.deterministic("config_gamma", gamma)
+        params = (alpha[config], beta[config], gamma[config])
+    sigma_obs, sigma_logit = (numpyro.sample(name, prior_distribution(priors, name)) for name in NOISE_SITES)
+    offset = None
+    if effects != "none":
+        offset = run_effects(priors, data.run_rows.shape[0])[data.effect_run]
+    weights = strategy_weights(params, data, offset)
+    mean, sensitivity = expected_observation(data, weights)
+    if effects == "run+trend":
+        corr = numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
+        numpyro.factor("r_runs", run_log_density(data, mean, sensitivity, sigma_obs, sigma_logit, corr))
+        return
+    scale = observation_scale(sigma_obs, sigma_logit, sensitivity)
+    with numpyro.plate("condition", weights.shape[0]):
+        if weights.shape[-1] > 2:
+            numpyro.sample("convex_weights", dist.Normal(mean, scale).to_event(1), obs=data.observed)
+        else:
+            numpyro.sample("r", dist.Normal(mean, scale), obs=data.observed)
+
+
+def initial_values(stacked, maps: list[dict], x: np.ndarray, pool: str, effects: str, seed: int,
+                   num_chains: int) -> dict[str, np.ndarray]:
+    """Unconstrained starting values per chain (see the module docstring)."""
+    reference = stacked.reference_step
+    theta = np.array([[math.log(m["alpha"] / (1.0 - m["alpha"])), math.log(m["beta"]),
+                       math.log(m["gamma"]) + (1.0 - m["alpha"]) * math.log(reference)] for m in maps])
+    rng = stream((seed, 7), "fit")
+    init: dict[str, np.ndarray] = {}
+
+    def jitter(value):
+        value = np.asarray(value, dtype=np.float64)
+        return value[None] + JITTER * rng.standard_normal((num_chains,) + value.shape)
+
+    if pool == "full":
+        center = theta.mean(axis=0)
+        for name, value in zip(("logit_alpha", "log_beta", "log_gamma_ref"), center):
+            init[name] = jitter(value)
+        fitted = np.broadcast_to(center, theta.shape)
+    else:
+        design = np.concatenate([np.ones((theta.shape[0], 1)), x], axis=1)
+        coef, *_ = np.linalg.lstsq(design, theta, rcond=None)
+        fitted = design @ coef
+        residual = theta - fitted
+        tau = np.clip(residual.std(axis=0) if theta.shape[0] > design.shape[1] else np.full(3, 0.2), 0.05, 2.0)
+        init["mu"] = jitter(coef[0])
+        if x.shape[1] > 0:
+            init["B"] = jitter(coef[1:].T)
+        init["tau"] = jitter(np.log(tau))
+        init["L"] = JITTER * rng.standard_normal((num_chains, 3))
+        if PARAMETERIZATION == "centred":
+            init["theta"] = jitter(theta)
+        else:
+            init["z"] = jitter(np.clip(residual / tau, -3, 3))
+        fitted = theta
+    alpha, beta, gamma = (np.asarray(v) for v in theta_to_parameters(jnp.asarray(fitted), reference))
+    model = stacked.model
+    weights = strategy_weights((jnp.asarray(alpha[stacked.config]), jnp.asarray(beta[stacked.config]),
+                                jnp.asarray(gamma[stacked.config])), model)
+    residual = np.asarray(model.observed) - np.asarray(expected_observation(model, weights)[0])
+    sigma = min(max(float(np.sqrt(np.mean(residual ** 2))), 1e-3), 1.0)
+    init["sigma_obs"] = jitter(np.log(sigma / 2))
+    init["sigma_logit"] = jitter(np.log(2 * sigma))
+    if effects != "none":
+        init["sigma_run"] = jitter(np.log(0.5))
+        init["run_effect"] = JITTER * rng.standard_normal((num_chains, int(model.run_rows.shape[0])))
+    if effects == "run+trend":
+        init["trend_corr"] = jitter(0.0)
+    return init
+
+
+def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[str, Any], pool: str,
+                      effects: str, seed: int = 0, num_chains: int = 4, num_samples: int = 1000,
+                      num_warmup: int = 1000, progress: bool = False) -> dict[str, Any]:
+    """NUTS on the population model, one jitted program for every chain (as
+    `bayesicl.fit.nuts`: initialization, warm-up and sampling, chains one after the other);
+    returns {"samples": per-chain draws (chain, draw, …) of every site, "diverging": (chain,
+    draw), "runtime_s"}. (`progress` is accepted for symmetry; the program reports nothing.)"""
+    from .nuts import enable_compilation_cache
+
+    clock = time.perf_counter()
+    enable_compilation_cache()
+    mu_mean, mu_sd = prior_moments(priors)
+    init = initial_values(stacked, maps, x, pool, effects, seed, num_chains)
+    prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
+    program = _program(prior_key, pool, effects, int(x.shape[0]), int(num_chains), int(num_samples),
+                       int(num_warmup), PARAMETERIZATION)
+    keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 8), "fit").integers(2**31))), num_chains)
+    inputs = (stacked.model, jnp.asarray(stacked.config), jnp.asarray(x), jnp.asarray(mu_mean), jnp.asarray(mu_sd))
+    out = jax.device_get(program(keys, {k: jnp.asarray(v) for k, v in init.items()}, inputs))
+    samples = {k: np.asarray(v, dtype=np.float64) for k, v in out["sites"].items()}
+    return {"samples": samples, "diverging": np.asarray(out["diverging"]), "num_steps": np.asarray(out["num_steps"]),
+            "runtime_s": time.perf_counter() - clock, "prior_mu": (mu_mean, mu_sd)}
+
+
+@functools.lru_cache(maxsize=4)
+def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: int, num_samples: int,
+             num_warmup: int, parameterization: str):
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import constrain_fn, potential_energy
+
+    priors = {name: (kind, args) for name, kind, args in prior_key}     # (`parameterization` keys the cache)
+
+    def model(inputs):
+        data, config, x, mu_mean, mu_sd = inputs
+        return population_model(data, config, x, priors, mu_mean, mu_sd, pool=pool, effects=effects,
+                                num_configs=num_configs)
+
+    init_kernel, sample_kernel = hmc(
+        potential_fn_gen=lambda inputs: (lambda z: potential_energy(model, (inputs,), {}, z)), algo="NUTS")
+
+    def chain(key, z0, inputs):
+        state = init_kernel(z0, num_warmup, dense_mass=True, target_accept_prob=TARGET_ACCEPT,
+                            model_args=(inputs,), rng_key=key)
+
+        def step(state, _):
+            state = sample_kernel(state, model_args=(inputs,))
+            return state, (state.z, state.diverging, state.num_steps)
+
+        _, (z, diverging, steps) = jax.lax.scan(step, state, jnp.arange(num_warmup + num_samples))
+        return jax.tree.map(lambda v: v[num_warmup:], z), diverging[num_warmup:], steps[num_warmup:]
+
+    def run(keys, init, inputs):
+        z, diverging, steps = jax.lax.map(lambda a: chain(a[0], a[1], inputs), (keys, init))
+        flat = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:]), z)
+        sites = constrain_fn(model, (inputs,), {}, flat, return_deterministic=True, batch_ndims=1)
+        per_chain = lambda v: v.reshape((num_chains, num_samples) + v.shape[1:])  # noqa: E731
+        return {"sites": jax.tree.map(per_chain, sites), "diverging": diverging, "num_steps": steps}
+
+    return jax.jit(run)
+
+
+def config_draws(samples: Mapping[str, np.ndarray], j: int, columns: tuple[int, int], effects: str
+                 ) -> dict[str, np.ndarray]:
+    """Flattened draws of configuration j in the layout of `bayesicl.fit.nuts.NutsResult.draws`:
+    α, β, γ of j, the shared noise scales (σ_run, φ) and j's run effects (draws, R_j)."""
+    def flat(v):
+        return np.asarray(v).reshape((-1,) + np.shape(v)[2:])
+
+    out = {"alpha": flat(samples["config_alpha"])[:, j], "beta": flat(samples["config_beta"])[:, j],
+           "gamma": flat(samples["config_gamma"])[:, j]}
+    for name in (*NOISE_SITES, "sigma_run", "trend_corr"):
+        if name in samples:
+            out[name] = flat(samples[name])
+    if effects != "none":
+        out["run_effect"] = flat(samples["run_effect"])[:, columns[0]:columns[1]]
+    return out
+
+
+def population_draws(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Flattened draws of μ (n, 3), B (n, 3, P), τ (n, 3) and L (n, 3, 3) (partial pooling)."""
+    def flat(v):
+        return np.asarray(v).reshape((-1,) + np.shape(v)[2:])
+
+    out = {k: flat(samples[k]) for k in ("mu", "tau", "L") if k in samples}
+    if "B" in samples:
+        out["B"] = flat(samples["B"])
+    elif "mu" in samples:
+        out["B"] = np.zeros(out["mu"].shape + (0,))
+    return out
+
+
+def new_theta(population: Mapping[str, np.ndarray], x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """θ (n, 3) of a configuration nobody trained, one per posterior draw: μ + B x +
+    diag(τ) L z with a fresh z ~ N(0, I) per draw (`x` (P,) its standardized covariates).
+
+    >>> pop = {"mu": np.zeros((2, 3)), "B": np.ones((2, 3, 1)), "tau": np.zeros((2, 3)),
+    ...        "L": np.broadcast_to(np.eye(3), (2, 3, 3))}
+    >>> new_theta(pop, np.array([2.0]), np.random.default_rng(0)).tolist()
+    [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
+    """
+    mu, b, tau, chol = (np.asarray(population[k]) for k in ("mu", "B", "tau", "L"))
+    z = rng.standard_normal(mu.shape)
+    return mu + np.einsum("nkp,p->nk", b, np.asarray(x, dtype=np.float64)) + tau * np.einsum("nkl,nl->nk", chol, z)
+
+
+def theta_params(theta: np.ndarray, reference_step: float) -> dict[str, np.ndarray]:
+    """{"alpha", "beta", "gamma"} draws from θ draws (n, 3) (NumPy)."""
+    alpha, beta, gamma = (np.asarray(v, dtype=np.float64) for v in theta_to_parameters(jnp.asarray(theta),
+                                                                                      reference_step))
+    return {"alpha": alpha, "beta": beta, "gamma": gamma}
+
+
+__all__ = ["POOLS", "THETA_NAMES", "population_model", "sample_population", "config_draws",
+           "population_draws", "new_theta", "theta_params", "prior_moments"]
