@@ -38,8 +38,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from ..seeds import stream
-from .model import (NOISE_SITES, expected_observation, observation_scale, prior_distribution,
-                    run_effects, run_log_density, sampled_parameters, strategy_weights)
+from .model import (NOISE_SITES, expected_observation, observation_likelihood, prior_distribution, run_effects,
+                    sampled_parameters, strategy_weights)
 from .synthetic import THETA_NAMES
 
 POOLS = ("partial", "full", "none")
@@ -113,17 +113,9 @@ def population_model(data, config, x, priors: Mapping[str, Any], mu_mean, mu_sd,
     if effects != "none":
         offset = run_effects(priors, data.run_rows.shape[0])[data.effect_run]
     weights = strategy_weights(params, data, offset)
-    mean, sensitivity = expected_observation(data, weights)
-    if effects == "run+trend":
-        corr = numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
-        numpyro.factor("r_runs", run_log_density(data, mean, sensitivity, sigma_obs, sigma_logit, corr))
-        return
-    scale = observation_scale(sigma_obs, sigma_logit, sensitivity)
-    with numpyro.plate("condition", weights.shape[0]):
-        if weights.shape[-1] > 2:
-            numpyro.sample("convex_weights", dist.Normal(mean, scale).to_event(1), obs=data.observed)
-        else:
-            numpyro.sample("r", dist.Normal(mean, scale), obs=data.observed)
+    corr = (numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
+            if effects == "run+trend" else None)
+    observation_likelihood(data, weights, sigma_obs, sigma_logit, corr)
 
 
 def initial_values(stacked, maps: list[dict], x: np.ndarray, pool: str, effects: str, seed: int,
