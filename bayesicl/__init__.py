@@ -13,7 +13,14 @@ torch; the reference transformers live in `bayesicl.transformers`.
 
 from __future__ import annotations
 
-import jax
+import sys
+
+if "jax" not in sys.modules:           # one CPU device per core: chains in parallel (bayesicl._host)
+    from ._host import request_host_devices
+
+    request_host_devices()
+
+import jax  # noqa: E402
 
 # Fits and ridge run in float64; strategies state their own dtype. x64 must be enabled before
 # any JAX array is created, so it is set on import (see docs/decisions.md).

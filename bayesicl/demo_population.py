@@ -17,7 +17,7 @@ import numpy as np
 #: Shipped runs folders that hold several configurations: the demo fits them as a population.
 POPULATION_TASKS = ("urns-grid",)
 #: Sampler of the population demo (measured on the 2-core CPU: benchmarks/results/notes.md).
-DEMO_SAMPLER = {"num_chains": 4, "num_samples": 1000, "num_warmup": 1000}
+DEMO_SAMPLER = {"num_chains": 4, "num_samples": 1000, "num_warmup": 500}
 
 
 def run_population_demo(runs, out, seed: int = 0, echo=print, note=None, **sampler):

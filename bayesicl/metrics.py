@@ -19,8 +19,9 @@ with two strategies; the convex observed weight of M with more).
 The metrics compare h with T token by token at weights known only after the fit, and TVD
 and Spearman are not smooth in the weights, so no statistic tabulated at build time gives
 them exactly: they read the outputs once more from the evidence's source, one block of
-checkpoints at a time (`bayesicl.evidence.stream`). `fit_metrics` computes the fit's
-metrics and both baselines in that one pass.
+checkpoints at a time (`bayesicl.evidence.stream`), summing over chunks of sequences as the
+evidence does (`bayesicl.evidence.statistics.sequence_chunk`). `fit_metrics` computes the
+fit's metrics and both baselines in that one pass.
 
 >>> import bayesicl as bic, numpy as np
 >>> from bayesicl.evidence import evidence_from_arrays
@@ -37,7 +38,6 @@ metrics and both baselines in that one pass.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -251,24 +251,44 @@ def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]]) -> 
     splits = evidence.splits
     scored = evidence.scored
     num_conditions = evidence.num_conditions
-    values = {(name, split): {metric: np.full(num_conditions, np.nan) for metric in names}
-              for name in predictors for split in SPLITS}
+    from .evidence.statistics import PREPARED_BYTES, sequence_chunk
+
+    sums = {(name, split, metric): np.zeros(num_conditions) for name in predictors for split in SPLITS
+            for metric in names}
+    counts = {key: np.zeros(num_conditions) for key in sums}
     for r in range(source.num_runs):
         strategies = np.asarray(source.strategy(r))                                  # (S, split, B, P, O)
-        # Floats per condition: the strategies' mixture, or the O × O rank comparisons.
-        per_condition = int(np.prod(strategies.shape[2:])) * max(strategies.shape[0], strategies.shape[-1])
-        chunk = max(1, CHUNK_FLOATS // max(per_condition, 1))
-        prepared = {split: observe.prepare(strategies[:, splits.index(split)], kind, scored) for split in SPLITS}
+        # Floats per sequence: the strategies' mixture, or the O × O rank comparisons. The
+        # metrics are means over (sequence, position), summed over chunks of sequences
+        # (`bayesicl.evidence.statistics.sequence_chunk`); R² needs whole conditions.
+        per_sequence = int(np.prod(strategies.shape[3:])) * max(strategies.shape[0], strategies.shape[-1])
+        size = sequence_chunk(strategies.shape[2], per_sequence, whole=kind == "predictions")
+        parts = [slice(start, start + size) for start in range(0, strategies.shape[2], size)]
+        chunk = max(1, CHUNK_FLOATS // max(per_sequence * size, 1))
+        # float64 values and probabilities of the strategies on both metric splits
+        keep = len(parts) == 1 or 16 * strategies.size // len(splits) * len(SPLITS) <= PREPARED_BYTES
+        prepared: dict = {}
+
+        def strategy_part(split, p):
+            found = prepared.get((split, p))
+            if found is None:
+                found = observe.prepare(strategies[:, splits.index(split), parts[p]], kind, scored)
+                if keep:
+                    prepared[(split, p)] = found
+            return found
+
         for block_rows, block in source.blocks(r):
             for start in range(0, block_rows.size, chunk):
                 rows = block_rows[start:start + chunk]
                 for split in SPLITS:
-                    t = observe.prepare(block[start:start + chunk, splits.index(split)], kind, scored)
-                    t_ranks = average_ranks(t.probs) if "spearman" in names else None
-                    for name, (weights, predict) in predictors.items():
-                        h = predict(weights[rows], prepared[split])                  # (c, B, P', O)
-                        for metric, value in _chunk_metrics(names, t, h, t_ranks).items():
-                            values[(name, split)][metric][rows] = value
+                    for p, part in enumerate(parts):
+                        t = observe.prepare(block[start:start + chunk, splits.index(split), part], kind, scored)
+                        t_ranks = average_ranks(t.probs) if "spearman" in names else None
+                        for name, (weights, predict) in predictors.items():
+                            h = predict(weights[rows], strategy_part(split, p))     # (c, b, P', O)
+                            for metric, (total, count) in _chunk_metrics(names, t, h, t_ranks).items():
+                                sums[(name, split, metric)][rows] += total
+                                counts[(name, split, metric)][rows] += count
     out = {}
     for name in predictors:
         frames = []
@@ -276,34 +296,40 @@ def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]]) -> 
             frame = evidence.conditions[["condition", "run", "diversity", "seed", "step"]].copy()
             frame.insert(5, "split", split)
             for metric in names:
-                frame[metric] = values[(name, split)][metric]
+                with np.errstate(invalid="ignore", divide="ignore"):     # no defined value: NaN
+                    frame[metric] = sums[(name, split, metric)] / counts[(name, split, metric)]
             frames.append(frame)
         out[name] = pd.concat(frames, ignore_index=True)
     return out
 
 
-def _chunk_metrics(names, t: observe.Prepared, h: np.ndarray, t_ranks: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Metrics for a chunk: prepared T and h (c, B, P', O) (probabilities or predictions);
-    `t_ranks` the average ranks of T's probabilities (computed here when None)."""
+def _chunk_metrics(names, t: observe.Prepared, h: np.ndarray,
+                   t_ranks: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per condition (sum, count) of each metric over a chunk of sequences: prepared T and h
+    (c, b, P', O) (probabilities or predictions); `t_ranks` the average ranks of T's
+    probabilities (computed here when None). A condition's metric is the sum over its chunks
+    over the count (R², of whole conditions only, is its value with count 1; Spearman counts
+    the rows where it is defined)."""
     out = {}
+    tokens = np.full(len(h), float(np.prod(h.shape[1:-1])))
     if t.probs is None:
         if "r2" in names:
-            out["r2"] = r_squared(t.values.reshape(len(h), -1), h.reshape(len(h), -1), axis=-1)
+            out["r2"] = (r_squared(t.values.reshape(len(h), -1), h.reshape(len(h), -1), axis=-1), np.ones(len(h)))
         if "mse" in names:
-            out["mse"] = observe.squared_error(t.values, h).mean(axis=(1, 2))
+            out["mse"] = (observe.squared_error(t.values, h).sum(axis=(1, 2)), tokens)
         return out
     if "tvd" in names:
-        out["tvd"] = total_variation(h, t.probs).mean(axis=(1, 2))
+        out["tvd"] = (total_variation(h, t.probs).sum(axis=(1, 2)), tokens)
     if "spearman" in names:
         ranks = average_ranks(t.probs) if t_ranks is None else t_ranks
-        with warnings.catch_warnings():   # a condition whose rows are all constant: NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out["spearman"] = np.nanmean(_ranked_correlation(average_ranks(h), ranks).reshape(len(h), -1), axis=1)
+        rho = _ranked_correlation(average_ranks(h), ranks).reshape(len(h), -1)     # NaN: a constant row
+        defined = ~np.isnan(rho)
+        out["spearman"] = (np.where(defined, rho, 0.0).sum(axis=1), defined.sum(axis=1).astype(np.float64))
     if "agreement" in names:
-        out["agreement"] = (h.argmax(-1) == t.probs.argmax(-1)).mean(axis=(1, 2))
+        out["agreement"] = ((h.argmax(-1) == t.probs.argmax(-1)).sum(axis=(1, 2)), tokens)
     if "kl" in names:
         log_h = np.log(np.maximum(h, observe.PROBABILITY_FLOOR))
-        out["kl"] = observe.kl(t.values, log_h).mean(axis=(1, 2))
+        out["kl"] = (observe.kl(t.values, log_h).sum(axis=(1, 2)), tokens)
     return out
 
 

@@ -4,8 +4,11 @@ Synthetic urns evidence (d = 8, T = 32, 32 sequences; 9 diversities 4 … 1024 �
 log-spaced steps 20 … 100 000) whose "transformer" is the mixture of the real strategies with
 weights from the rational model at a random truth (α, β, γ) PLUS, per run, a log-odds offset
 of sd `run_sd` and an AR(1) log-odds deviation along the run's checkpoints (sd 0.3, lag-1
-correlation 0.7), built with `bayesicl.fit.synthetic.misfit_weights`. For each run_sd in
-(0.5, 1) and 5 truths: does the 90% interval of α, β, γ cover the truth (15 checks per
+correlation 0.7), built with `bayesicl.fit.synthetic.misfit_weights`, and stored in float16
+as the shipped runs are (a weight of exactly 0 or 1 is then observed to within float16
+resolution, as on real runs; with float32 storage every saturated condition is trivially
+covered). For each run_sd in (0.5, 1) and 5 truths: does the 90% interval
+of α, β, γ cover the truth (15 checks per
 run_sd; target ≥ 12), and what share of held-out observed weights lie inside their 90%
 predictive interval (target 80–97%; ID and OOD held-out observations together, and each)?
 Held-out conditions of a fitted run are forecast from the run's fit residuals (the AR(1)
@@ -33,6 +36,8 @@ MG = ("memorizing", "generalizing")
 DIVERSITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STEPS = np.unique(np.geomspace(20, 100_000, 20).astype(np.int64))
 TREND_SD, TREND_CORR = 0.3, 0.7
+#: Width of a 90% predictive interval above which a held-out condition counts as informative.
+INFORMATIVE_WIDTH = 0.01
 
 
 def grid():
@@ -59,10 +64,12 @@ def truths(terms, count: int, seed: int):
     return out
 
 
-def run_one(setup, truth, run_sd: float, seed: int, effects: str | None, chains: int, draws: int) -> dict:
+def run_one(setup, truth, run_sd: float, seed: int, effects: str | None, chains: int, draws: int,
+            output_dtype: str = "float16") -> dict:
     task, outputs, terms = setup
     weights = misfit_weights(truth, run_sd=run_sd, trend_sd=TREND_SD, trend_corr=TREND_CORR, seed=seed)
-    evidence = synthetic_evidence(task, DIVERSITIES, STEPS, weights=weights, outputs=outputs, terms=terms)
+    evidence = synthetic_evidence(task, DIVERSITIES, STEPS, weights=weights, outputs=outputs, terms=terms,
+                                  output_dtype=output_dtype)
     clock = time.perf_counter()
     result = fit(evidence, method="nuts", seed=seed, random_starts=3, effects=effects,
                  num_chains=chains, num_samples=draws, num_warmup=draws)
@@ -74,9 +81,13 @@ def run_one(setup, truth, run_sd: float, seed: int, effects: str | None, chains:
     inside = ((held["observed_weight"] >= held["observed_low"]) & (held["observed_weight"] <= held["observed_high"]))
     per_split = {split: [int(inside[held["split"] == split].sum()), int((held["split"] == split).sum())]
                  for split in ("id", "ood")}
-    return {"run_sd": run_sd, "seed": seed, "truth": list(truth), "covered": covered,
+    # Informative conditions: the 90% interval is wider than ten float16 resolutions. Elsewhere the
+    # weight is saturated, the planted log-odds effects vanish and any interval of width ε covers.
+    informative = (held["observed_high"] - held["observed_low"]) > INFORMATIVE_WIDTH
+    return {"run_sd": run_sd, "seed": seed, "output_dtype": output_dtype, "truth": list(truth), "covered": covered,
             "intervals": {k: [summary["params"][k]["low"], summary["params"][k]["high"]] for k in covered},
             "heldout_inside": int(inside.sum()), "heldout_total": int(len(held)), "heldout_by_split": per_split,
+            "heldout_informative": [int(inside[informative].sum()), int(informative.sum())],
             "coverage": summary["coverage"], "diagnostics": summary["diagnostics"],
             "identified": summary["identified"], "seconds": time.perf_counter() - clock}
 
@@ -88,13 +99,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000, help="draws and warm-up per chain")
     parser.add_argument("--truths", type=int, default=5)
     parser.add_argument("--run-sd", type=float, nargs="+", default=[0.5, 1.0])
+    parser.add_argument("--output-dtype", default="float16", choices=("float16", "float32"),
+                        help="storage precision of the synthetic outputs (float16, as the shipped runs)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     setup = grid()
     rows = []
     for run_sd in args.run_sd:
         for seed, truth in enumerate(truths(setup[2], args.truths, seed=2024)):
-            row = run_one(setup, truth, run_sd, seed, args.effects, args.chains, args.draws)
+            row = run_one(setup, truth, run_sd, seed, args.effects, args.chains, args.draws, args.output_dtype)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:                   # after every fit: a long run that stops keeps its rows
@@ -107,8 +120,10 @@ def main() -> None:
         divergences = sum(r["diagnostics"]["divergences"] for r in part)
         split = {k: sum(r["heldout_by_split"][k][0] for r in part)
                  / max(sum(r["heldout_by_split"][k][1] for r in part), 1) for k in ("id", "ood")}
+        informative = [sum(r["heldout_informative"][i] for r in part) for i in (0, 1)]
         print(f"run_sd {run_sd}: parameter intervals cover the truth in {covered} of {3 * len(part)} checks; "
-              f"held-out predictive coverage {inside:.3f} (ID {split['id']:.3f}, OOD {split['ood']:.3f}); "
+              f"held-out predictive coverage {inside:.3f} (ID {split['id']:.3f}, OOD {split['ood']:.3f}; "
+              f"informative conditions {informative[0]}/{informative[1]}); "
               f"divergences {divergences}; "
               f"{np.mean([r['seconds'] for r in part]):.0f} s per fit")
 

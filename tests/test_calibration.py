@@ -64,3 +64,21 @@ def test_misfit_weights_add_run_offsets_and_an_autocorrelated_drift(grid):
     assert np.std(offsets) == pytest.approx(1.0, rel=0.15)
     # Within-run demeaning biases the lag-1 estimate of a 20-step AR(1) down by ~0.1.
     assert 0.5 <= np.mean(lag1) <= 0.75
+
+
+def test_synthetic_outputs_stored_in_float16_move_the_observed_weight_by_less_than_the_resolution(grid):
+    """The benchmark stores its synthetic outputs in float16 like the shipped runs; the rounding
+    moves an observed weight far less than the likelihood's resolution ε (fit.model.RESOLUTION)."""
+    from bayesicl import BayesiclError
+    from bayesicl.fit.model import RESOLUTION
+
+    task, outputs, terms = grid
+    first_three = (outputs[0][:3], outputs[1])                # the strategies' outputs of D = 4, 8, 16
+    made = {dtype: synthetic_evidence(task, DIVERSITIES[:3], STEPS[::5], params=(0.6, 0.2, 0.85), outputs=first_three,
+                                      terms=terms, output_dtype=dtype).conditions["observed_weight_id"].to_numpy()
+            for dtype in ("float32", "float16")}
+    difference = np.abs(made["float16"] - made["float32"])
+    assert 0 < difference.max() < RESOLUTION
+    with pytest.raises(BayesiclError, match="output_dtype"):
+        synthetic_evidence(task, DIVERSITIES[:3], STEPS[:2], params=(0.6, 0.2, 0.85), outputs=first_three, terms=terms,
+                           output_dtype="int8")

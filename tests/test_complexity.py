@@ -329,6 +329,19 @@ def test_paper_convention_gives_the_papers_urns_complexities():
             4784 + paper_array_bits(pool)
 
 
+#: K_M(D) in bits of the paper's own code on its own urns pools (d = 8, `paper_urns_pool`), run
+#: on this machine (benchmarks/results/notes.md, "Paper K convention on bayesicl's pools").
+PAPER_URNS_K_M = {4: 6832, 8: 8816, 16: 12736, 32: 20424, 64: 35600, 128: 65584, 256: 125616,
+                  512: 245680, 1024: 485712}
+
+
+@pytest.mark.parametrize("diversity", sorted(PAPER_URNS_K_M))
+def test_paper_convention_reproduces_the_papers_numbers_at_every_diversity_of_its_sweep(diversity):
+    task = make_task("urns")
+    memorizing = bic.strategies.memorizing(task, paper_urns_pool(diversity))
+    assert complexity(memorizing, paper_compatible=True) == PAPER_URNS_K_M[diversity]
+
+
 def test_paper_convention_uses_the_papers_code_lengths_where_it_measured_them():
     assert code_length("urns", "memorizing", paper_compatible=True) == 4784
     assert code_length("urns", "generalizing", paper_compatible=True) == 4328

@@ -13,6 +13,7 @@ import pytest
 from fit_reference import DIVERSITIES, STEPS, log_odds, random_truths
 
 from bayesicl.fit import compare_variants, fit
+from bayesicl.fit.chains import chain_devices
 from bayesicl.fit.data import fit_data
 from bayesicl.fit.map import fit_map
 from bayesicl.fit.model import resolve_priors
@@ -123,6 +124,7 @@ def test_inference_data_holds_the_groups_arviz_needs(grid):
                   "predictions"):
         assert group in idata.groups()
     assert idata.posterior.sizes["chain"] == 4 and idata.posterior.sizes["draw"] == 1000
+    assert result.info["sampler"]["chain_devices"] == chain_devices(4)     # how the chains were split
     assert idata.log_likelihood["r"].dims == ("chain", "draw", "condition")
     assert idata.posterior_predictive["w_M"].sizes["condition"] == evidence.num_conditions
     loo = az.loo(idata)

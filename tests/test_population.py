@@ -78,6 +78,9 @@ def test_partial_pooling_reports_population_configurations_and_conditions(partia
     assert list(partial.transitions.columns[:5]) == ["configuration", "diversity", "transition_step", "low", "high"]
     assert partial.idata.posterior["alpha"].dims == ("chain", "draw", "configuration")
     assert partial.report["diagnostics"]["r_hat_max"] is not None
+    assert partial.report["identified"] == {n: partial.fits[n].report["identified"] for n in partial.names}
+    assert 1 <= partial.report["diagnostics"]["steps_mean"] <= 1023
+    assert 0 <= partial.report["diagnostics"]["max_depth_share"] <= 1
 
 
 def test_full_pooling_gives_every_configuration_one_shared_theta(population):
@@ -147,9 +150,11 @@ def test_a_new_context_length_changes_the_task_terms(population):
 
 
 def test_cross_validation_scores_each_held_out_configuration(population):
+    partial_tables = []
     table = cross_validate(population.evidence, pools=("partial", "none"), num_chains=1, num_samples=60,
-                           num_warmup=60, holdout=0.0)
+                           num_warmup=60, holdout=0.0, on_row=partial_tables.append)
     assert list(table.columns) == COLUMNS
+    assert [len(t) for t in partial_tables] == [1, 2, 3, 4, 5, 6] and partial_tables[-1].equals(table)
     assert table["held_out"].tolist() == ["mlp_width=16"] * 2 + ["mlp_width=32"] * 2 + ["mlp_width=64"] * 2
     none = table[table["pool"] == "none"]
     assert none["scored_with"].str.startswith("nearest configuration").all()

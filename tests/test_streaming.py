@@ -13,20 +13,53 @@ import pytest
 
 import bayesicl as bic
 from bayesicl.evidence import build_evidence, evidence_from_arrays
+from bayesicl.evidence import statistics
 from bayesicl.evidence.statistics import quintic_hermite
-from bayesicl.evidence.stream import open_lazy
+from bayesicl.evidence.stream import ArraySource, open_lazy
+from bayesicl.fit.observation import _skl_curve
 from bayesicl.runs import RunWriter, open_run
 
 # Large enough that the token arrays of 100 checkpoints (2 splits × 256 sequences × 128
 # positions × 8 colours, 2 MB float32 each) would dominate the process if they were held.
 SEQUENCES, LENGTH, CHECKPOINTS = 256, 128, 100
 
+# Peak RSS is the child's own VmHWM (Linux), not ru_maxrss: a child started by posix_spawn or
+# vfork inherits its parent's high-water mark in ru_maxrss, so inside a large pytest process
+# every child would report at least the parent's peak (2.6 GB in a full test run).
 PEAK = """
-import resource, sys
+import sys
 from bayesicl.evidence import build_evidence
 evidence = build_evidence(sys.argv[1], loss_sequences=16, cache=False)
 assert evidence.num_conditions == int(sys.argv[2]), evidence.num_conditions
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(int([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]) * 1024)
+"""
+
+# The working set of one checkpoint: strategies (S, split, B, P, O) and one checkpoint's
+# outputs are made first; the high-water mark is then reset (/proc/self/clear_refs) and the
+# run's statistics (d(M, G), ρ curves) and the checkpoint's are computed. Small chunk
+# constants stand in for a paper-size run on a small machine.
+WORKING_SET = """
+import sys
+import numpy as np
+from bayesicl.evidence import statistics
+from bayesicl.fit.objective import chebyshev_nodes
+
+def kilobytes(key):
+    return int([line.split()[1] for line in open("/proc/self/status") if line.startswith(key)][0])
+
+statistics.CHUNK_FLOATS, statistics.CHUNK_SEQUENCES, statistics.PREPARED_BYTES = 1 << 16, 64, 0
+sequences, positions, colours = int(sys.argv[1]), 32, 8
+rng = np.random.default_rng(0)
+strategy = np.log(rng.dirichlet(np.ones(colours), size=(2, 2, sequences, positions))).astype(np.float32)
+checkpoint = np.log(0.3 * np.exp(strategy[0]) + 0.7 * np.exp(strategy[1])).astype(np.float32)[None]
+open("/proc/self/clear_refs", "w").write("5")
+before = kilobytes("VmRSS")
+observer = statistics.RunObserver(strategy, ["id", "ood"], ("memorizing", "generalizing"), "log_probs",
+                                  np.ones(positions, bool), chebyshev_nodes())
+observer.curves()
+columns, _ = observer.observe(checkpoint)
+assert abs(columns["observed_weight_id"][0] - 0.3) < 0.2, columns["observed_weight_id"]
+print((kilobytes("VmHWM") - before) * 1024)
 """
 
 
@@ -50,6 +83,13 @@ def long_and_short_runs(tmp_path_factory):
     for file in sorted((root / "long" / "D4" / "checkpoints").glob("*.nc"))[:CHECKPOINTS // 4]:
         shutil.copy(file, short / "checkpoints" / file.name)
     return root / "long", root / "short"
+
+
+def working_set(sequences: int) -> int:
+    done = subprocess.run([sys.executable, "-c", WORKING_SET, str(sequences)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
 
 
 def peak_rss(folder: Path, conditions: int) -> int:
@@ -129,3 +169,77 @@ def test_the_tabulated_objective_reads_the_exact_kl_between_nodes():
         exact_slope = -np.sum(p_t * (m - g) / h, -1).mean()
         # the slope: 1.5e-6 relative mid-range, 8e-4 at w = 0.9991 (the known limit above)
         assert slope == pytest.approx(exact_slope, rel=1e-5 if w < 0.99 else 2e-3)
+
+
+def test_the_working_set_of_a_checkpoint_does_not_grow_with_the_number_of_sequences():
+    small, large = working_set(256), working_set(2048)
+    # Measured: 49 MB at 256 sequences, 44 MB at 2048 (the 129-node tabulation of
+    # `CHUNK_ENTRIES` entries dominates). Whole conditions, as before the chunks, added 49 MB
+    # from 256 to 2048 sequences (the float64 temporaries, the prepared strategies).
+    assert large - small < 8 << 20, ((large - small) / 2 ** 20, small / 2 ** 20)
+
+
+def random_outputs(seed: int, conditions: int, sequences: int, positions: int, colours: int):
+    """Strategies (R = 2, S = 2, split, B, P, O) and transformer outputs (C, split, B, P, O), float32."""
+    rng = np.random.default_rng(seed)
+    strategy = np.log(rng.dirichlet(np.ones(colours) * 0.5, size=(2, 2, 2, sequences, positions)))
+    transformer = np.log(rng.dirichlet(np.ones(colours), size=(conditions, 2, sequences, positions)))
+    return strategy.astype(np.float32), transformer.astype(np.float32)
+
+
+def test_statistics_summed_over_chunks_of_sequences_equal_those_of_whole_conditions(monkeypatch):
+    strategy, transformer = random_outputs(1, conditions=7, sequences=37, positions=6, colours=5)
+    run = np.array([0, 0, 0, 1, 1, 1, 1])
+    scored = np.array([False] + [True] * 5)
+    kinds = ("memorizing", "generalizing")
+
+    def collect():
+        source = ArraySource(transformer, strategy, run, ["id", "ood"], block_bytes=3 * transformer[0].nbytes)
+        return statistics.collect(source, kinds, "log_probs", scored, len(run))
+
+    whole_columns, whole = collect()
+    # 37 sequences in chunks of 4 (the last of 1), one or two conditions at a time, the
+    # strategies prepared again for every chunk.
+    monkeypatch.setattr(statistics, "CHUNK_SEQUENCES", 4)
+    monkeypatch.setattr(statistics, "CHUNK_FLOATS", 200)
+    monkeypatch.setattr(statistics, "PREPARED_BYTES", 0)
+    chunked_columns, chunked = collect()
+    assert list(chunked_columns.columns) == list(whole_columns.columns)
+    np.testing.assert_allclose(chunked_columns.to_numpy(float), whole_columns.to_numpy(float), rtol=1e-12, atol=0)
+    for name in ("objective_value", "objective_slope", "objective_curvature", "curve_value", "curve_slope"):
+        np.testing.assert_allclose(chunked[name][1], whole[name][1], rtol=1e-12, atol=1e-15, err_msg=name)
+    # Both agree with the token-level definitions on whole conditions.
+    from bayesicl import observe
+
+    d_t, d_pair = observe.distances(transformer[:, 0], strategy[run][:, :, 0], "log_probs", scored)
+    np.testing.assert_allclose(chunked_columns["d_TM_id"], d_t[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(chunked_columns["d_MG_id"], d_pair[:, 0, 1], rtol=1e-12)
+    between = observe.interpolation_distance(transformer[:, 1], strategy[run][:, 0, 1], strategy[run][:, 1, 1],
+                                             chunked_columns["observed_weight_ood"].to_numpy(), "log_probs", scored)
+    np.testing.assert_allclose(chunked_columns["interpolation_distance_ood"], between, rtol=1e-12)
+    pair = observe.prepare(strategy[1, :, 1], "log_probs", scored)                 # run 1, ood split
+    value, slope = _skl_curve(pair, chunked["node_value"][1])
+    np.testing.assert_allclose(chunked["curve_value"][1][1, 1], value, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(chunked["curve_slope"][1][1, 1], slope, rtol=1e-12)
+
+
+def test_metrics_summed_over_chunks_of_sequences_equal_those_of_whole_conditions(monkeypatch):
+    from bayesicl import metrics
+    from bayesicl.evidence import evidence_from_arrays
+
+    strategy, transformer = random_outputs(3, conditions=6, sequences=37, positions=6, colours=5)
+    transformer[2] = np.log(np.full(transformer.shape[1:], 1 / 5))     # constant rows: Spearman undefined
+    task = bic.task("urns", num_dims=5, context_length=6)
+    evidence = evidence_from_arrays(task, ("memorizing", "generalizing"), transformer, strategy,
+                                    diversity=[4, 4, 4, 8, 8, 8], step=[1, 2, 3, 1, 2, 3], loss=np.ones((2, 2)),
+                                    complexity=np.ones((2, 2)), cutoff="all")
+    weights = np.random.default_rng(4).dirichlet(np.ones(2), size=6)
+    whole, whole_summary, _ = metrics.fit_metrics(evidence, weights, np.ones(6, bool), seed=0)
+    monkeypatch.setattr(statistics, "CHUNK_SEQUENCES", 4)
+    monkeypatch.setattr(statistics, "PREPARED_BYTES", 0)
+    monkeypatch.setattr(metrics, "CHUNK_FLOATS", 300)
+    chunked, chunked_summary, _ = metrics.fit_metrics(evidence, weights, np.ones(6, bool), seed=0)
+    names = ["tvd", "spearman", "kl"]
+    assert whole[names].isna().sum().tolist() == [0, 2, 0]            # condition 2 on both splits
+    np.testing.assert_allclose(chunked[names].to_numpy(), whole[names].to_numpy(), rtol=1e-12)
+    assert chunked_summary["all"]["id"]["tvd"] == pytest.approx(whole_summary["all"]["id"]["tvd"], rel=1e-12)

@@ -8,12 +8,16 @@ per condition only what the fit and its guards need:
 - the paper's objective f_c on the ID split (docs/model.md#map), tabulated once:
   two distributions: f_c, f_c' and f_c'' at the Chebyshev nodes in w_M (read by quintic
   Hermite interpolation, `quintic_hermite`, which is exact for quintics and matches f_c to
-  ~1e-8 relative mid-range and ~1e-5 near w = 0 or 1 on arbitrary distributions); regression: the exact quadratic f*_c, v*_c, A_c; more than two
-  distributions: nothing (that objective is computed from the tokens, `bayesicl.fit.objective`);
+  ~1e-8 relative mid-range and ~1e-5 near w = 0 or 1 on arbitrary distributions);
+  regression: the exact quadratic f*_c, v*_c, A_c; more than two distributions: nothing
+  (that objective is computed from the tokens, `bayesicl.fit.objective`);
 - per run and split: ρ_r(w) of `bayesicl.fit.observation` (values and slopes at the nodes).
 
-Strategy outputs are prepared once per run; the transformer's outputs are held one block at a
-time, so the memory of the pass does not grow with the number of checkpoints.
+The transformer's outputs are held one block of checkpoints at a time, and each block is
+worked through in chunks of conditions × sequences (`sequence_chunk`): every statistic above
+is a sum over sequences (the interpolation distance takes a second sweep over a condition's
+chunks, once its observed weight is known), so the memory of the pass grows neither with the
+number of checkpoints nor, beyond the outputs themselves, with the number of sequences.
 """
 
 from __future__ import annotations
@@ -31,25 +35,61 @@ from .. import observe
 DISTANCE_SPLITS = ("id", "ood")
 #: Token entries per tabulation chunk (bounds memory at ~nodes × this × 8 bytes).
 CHUNK_ENTRIES = 1 << 15
-#: Floats per chunk of conditions when computing distances (bounds the temporaries, ~32 MB each).
+#: Floats per chunk of a block's conditions × sequences (bounds the temporaries, ~32 MB each).
 CHUNK_FLOATS = 1 << 22
+#: Most sequences of one condition (per split) handled at once. Distances, observed weights,
+#: interpolation distances, the tabulated objective and the ρ curves are sums over sequences,
+#: accumulated chunk by chunk, so the temporaries of a checkpoint stay bounded by a chunk
+#: (≤ `CHUNK_FLOATS` floats, or one chunk of sequences when that is larger) whatever the
+#: number of sequences. The paper's urns size (500 per split) is one chunk. Regression tables
+#: and convex weights (more than two strategies) need a whole condition: no sequence chunks.
+CHUNK_SEQUENCES = 512
+#: Bytes of prepared (float64) strategy outputs kept per run; above it, each chunk of
+#: sequences is prepared again when it is needed (memory bounded, some time spent).
+PREPARED_BYTES = 64 << 20
+
+
+def sequence_chunk(num_sequences: int, floats_per_sequence: int, whole: bool = False) -> int:
+    """Sequences per chunk: at most `CHUNK_SEQUENCES` and `CHUNK_FLOATS` floats' worth, at
+    least one; all of them when `whole`.
+
+    >>> sequence_chunk(500, 2048), sequence_chunk(5000, 2048), sequence_chunk(5000, 1 << 21)
+    (500, 512, 2)
+    """
+    if whole:
+        return max(1, int(num_sequences))
+    fits = max(1, CHUNK_FLOATS // max(int(floats_per_sequence), 1))
+    return max(1, min(int(num_sequences), CHUNK_SEQUENCES, fits))
 
 
 class RunObserver:
-    """The statistics of one run's conditions: strategies (S, split, B, P, O) prepared once."""
+    """The statistics of one run's conditions, strategies (S, split, B, P, O) as given.
+
+    The strategies are prepared chunk of sequences by chunk (kept when they fit in
+    `PREPARED_BYTES`); `observe` reads a block of conditions over chunks of conditions ×
+    sequences (`sequence_chunk`), summing over the chunks.
+    """
 
     def __init__(self, strategy: np.ndarray, splits: Sequence[str], strategies: Sequence[str],
                  output_kind: str, scored: np.ndarray, nodes: np.ndarray):
         self.splits = list(splits)
         self.strategies = tuple(strategies)
         self.kind = output_kind
-        self.scored = scored
+        self.scored = np.asarray(scored, dtype=bool)
         self.nodes = nodes
         self.strategy = strategy
-        self.prepared = {split: observe.prepare(strategy[:, self.splits.index(split)], output_kind, scored)
-                         for split in DISTANCE_SPLITS}
-        self.d_mg = {split: float(observe.prepared_mean_distance(_pick(p, 0), _pick(p, 1)))
-                     for split, p in self.prepared.items()}
+        num_strategies, _, num_sequences, _, num_outputs = strategy.shape
+        per_sequence = int(self.scored.sum()) * num_outputs       # token entries of one sequence
+        self.whole = self.kind == "predictions" or num_strategies > 2
+        size = sequence_chunk(num_sequences, per_sequence * num_strategies, self.whole)
+        self.parts = [slice(start, start + size) for start in range(0, num_sequences, size)]
+        self.tokens = num_sequences * int(self.scored.sum())     # sequences × scored positions
+        prepared = 2 * 8 * num_strategies * num_sequences * per_sequence * len(DISTANCE_SPLITS)
+        self._keep = len(self.parts) == 1 or prepared <= PREPARED_BYTES
+        self._prepared: dict[tuple[str, int], observe.Prepared] = {}
+        self.d_mg = {split: sum(float(_distance_sum(_pick(s, 0), _pick(s, 1)))
+                                for s in self._each_part(split)) / self.tokens
+                     for split in DISTANCE_SPLITS}
 
     @property
     def objective_mode(self) -> str:
@@ -57,35 +97,60 @@ class RunObserver:
             return "quadratic"
         return "hermite" if len(self.strategies) == 2 else "tokens"
 
+    def prepared(self, split: str, part: int) -> observe.Prepared:
+        """The strategies on chunk `part` of the sequences of `split`, prepared (S, b, P', O)."""
+        found = self._prepared.get((split, part))
+        if found is None:
+            found = observe.prepare(self.strategy[:, self.splits.index(split), self.parts[part]],
+                                    self.kind, self.scored)
+            if self._keep:
+                self._prepared[(split, part)] = found
+        return found
+
+    def _each_part(self, split: str):
+        return (self.prepared(split, p) for p in range(len(self.parts)))
+
     def observe(self, transformer: np.ndarray, tables: bool = True) -> tuple[dict, dict]:
         """(columns, objective tables) of a block of conditions, transformer (c, split, B, P, O)
         ({name: (c, ...) array} each; no tables when `tables` is False)."""
         columns: dict[str, np.ndarray] = {}
         found: dict[str, list] = {}
         count, num_strategies = transformer.shape[0], len(self.strategies)
-        per_condition = int(np.prod(self.strategy.shape[2:])) * num_strategies
-        chunk = max(1, CHUNK_FLOATS // max(per_condition, 1))
+        part_floats = (self.parts[0].stop - self.parts[0].start) * int(self.scored.sum()) \
+            * transformer.shape[-1] * num_strategies
+        chunk = max(1, CHUNK_FLOATS // max(part_floats, 1))
+        single = len(self.parts) == 1
         for split in DISTANCE_SPLITS:
             k = self.splits.index(split)
-            s = self.prepared[split]
-            m, g = _pick(s, 0), _pick(s, 1)
             d_t = np.empty((count, num_strategies))
             interpolation = np.empty(count)
             convex = np.full((count, num_strategies), np.nan)
             d_mg = np.full(count, self.d_mg[split])
             for start in range(0, count, chunk):
                 rows = slice(start, start + chunk)
-                t = observe.prepare(transformer[rows, k], self.kind, self.scored)      # (c, B, P', O)
-                d_t[rows] = observe.prepared_mean_distance(_expand(t), s)
+                sums = np.zeros((len(transformer[rows]), num_strategies))
+                tabled: dict[str, np.ndarray] = {}
+                for p, part in enumerate(self.parts):
+                    s = self.prepared(split, p)
+                    t = observe.prepare(transformer[rows, k, part], self.kind, self.scored)   # (c, b, P', O)
+                    sums += _distance_sum(_expand(t), s)
+                    if split == "id" and tables:
+                        for name, value in self._tables(t, s).items():
+                            tabled[name] = tabled[name] + value if name in tabled else value
+                d_t[rows] = sums / self.tokens
                 weight = observe.observed_weight(observe.relative_distance(d_t[rows, 0], d_t[rows, 1], d_mg[rows]))
-                interpolation[rows] = np.where(np.isnan(weight), np.nan,
-                                               observe.prepared_mean_distance(t, _interpolate(m, g, weight)))
+                between = np.zeros(len(weight))
+                for p, part in enumerate(self.parts):    # d(T, w̃M + (1 − w̃)G) needs w̃ of all the sequences
+                    s = self.prepared(split, p)
+                    if not single:
+                        t = observe.prepare(transformer[rows, k, part], self.kind, self.scored)
+                    between += _distance_sum(t, _interpolate(_pick(s, 0), _pick(s, 1), weight))
+                interpolation[rows] = np.where(np.isnan(weight), np.nan, between / self.tokens)
                 if num_strategies > 2:
                     convex[rows] = observe.convex_weights(transformer[rows, k], self.strategy[:, k][None],
                                                           self.kind, self.scored)
-                if split == "id" and tables:
-                    for name, value in self._tables(t).items():
-                        found.setdefault(name, []).append(value)
+                for name, value in tabled.items():
+                    found.setdefault(name, []).append(value / self.tokens if name in KL_SUMS else value)
             r_split = observe.relative_distance(d_t[:, 0], d_t[:, 1], d_mg)
             columns[f"d_TM_{split}"] = d_t[:, 0]
             columns[f"d_TG_{split}"] = d_t[:, 1]
@@ -98,27 +163,41 @@ class RunObserver:
                     columns[f"observed_{kind}_{split}"] = convex[:, j]
         return columns, {name: np.concatenate(parts) for name, parts in found.items()}
 
-    def _tables(self, t: observe.Prepared) -> dict[str, np.ndarray]:
-        """The ID objective tables of prepared conditions t (c, B, P', O)."""
+    def _tables(self, t: observe.Prepared, s: observe.Prepared) -> dict[str, np.ndarray]:
+        """The ID objective tables of prepared conditions t (c, b, P', O) against the prepared
+        strategies s on the same sequences: sums over them (`KL_SUMS`), or the regression
+        tables of whole conditions."""
         if self.objective_mode == "quadratic":
-            return quadratic_tables(t.values, self.prepared["id"].values)
+            return quadratic_tables(t.values, s.values)
         if self.objective_mode == "hermite":
-            return kl_tables(t.values, t.probs, self.prepared["id"].probs, self.nodes)
+            return kl_sums(t.values, t.probs, s.probs, self.nodes)
         return {}
 
     def curves(self) -> tuple[np.ndarray, np.ndarray]:
-        """ρ_r(w_M) values and slopes (2, K) on the id and ood splits (`bayesicl.fit.observation`)."""
-        from ..fit.observation import _skl_curve
-
+        """ρ_r(w_M) values and slopes (2, K) on the id and ood splits (`bayesicl.fit.observation`),
+        summed over chunks of sequences."""
         values = np.empty((len(DISTANCE_SPLITS), self.nodes.size))
         slopes = np.empty_like(values)
         for k, split in enumerate(DISTANCE_SPLITS):
-            pair = self.prepared[split]
-            if pair.probs is None:                                  # squared error: exactly 2w − 1
+            if self.kind == "predictions":                          # squared error: exactly 2w − 1
                 values[k], slopes[k] = 2 * self.nodes - 1, 2.0
-            else:
-                values[k], slopes[k] = _skl_curve(_first_two(pair), self.nodes)
+                continue
+            d_mg = self.d_mg[split]
+            if d_mg < observe.MIN_STRATEGY_DISTANCE:                # r is undefined (docs/model.md#observed-weights)
+                values[k], slopes[k] = 2 * self.nodes - 1, 2.0
+                continue
+            to_g, to_m, curvature = (np.zeros(self.nodes.size) for _ in range(3))
+            for pair in self._each_part(split):
+                part = _curve_sums(_first_two(pair), self.nodes)
+                to_g, to_m, curvature = to_g + part[0], to_m + part[1], curvature + part[2]
+            d_hg = 0.5 * self.nodes * to_g / self.tokens
+            d_hm = 0.5 * (self.nodes - 1.0) * to_m / self.tokens
+            values[k], slopes[k] = (d_hg - d_hm) / d_mg, 1.0 + 0.5 * curvature / self.tokens / d_mg
         return values, slopes
+
+
+#: The tables `kl_sums` returns: sums over token entries, divided by their count at the end.
+KL_SUMS = ("objective_value", "objective_slope", "objective_curvature")
 
 
 def kl_tables(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray]:
@@ -127,8 +206,18 @@ def kl_tables(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.n
     log_t, p_t (c, B, P', O) normalized log-probabilities of T and their exp; probs (2, B,
     P', O) the probabilities of M and G. Returns objective_value, objective_slope,
     objective_curvature, each (c, K); the mean is over sequences × scored positions.
+
+    >>> p = np.array([[[[0.5, 0.5]]]]); s = np.array([[[[0.9, 0.1]]], [[[0.1, 0.9]]]])
+    >>> kl_tables(np.log(p), p, s, np.array([0.5]))["objective_value"].round(12).tolist()
+    [[0.0]]
     """
     count = int(np.prod(log_t.shape[1:-1]))
+    return {name: value / count for name, value in kl_sums(log_t, p_t, probs, nodes).items()}
+
+
+def kl_sums(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray]:
+    """`kl_tables` times the number of (sequence, position) pairs: sums, so that chunks of
+    sequences add up."""
     lt = log_t.reshape(log_t.shape[0], -1)
     pt = p_t.reshape(p_t.shape[0], -1)
     m, g = probs[0].reshape(-1), probs[1].reshape(-1)
@@ -145,8 +234,7 @@ def kl_tables(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.n
         value -= np.einsum("ci,ki->ck", pt[:, part], np.log(h))
         slope -= np.einsum("ci,ki->ck", pt[:, part], ratio)
         curvature += np.einsum("ci,ki->ck", pt[:, part], ratio * ratio)
-    return {"objective_value": value / count, "objective_slope": slope / count,
-            "objective_curvature": curvature / count}
+    return {"objective_value": value, "objective_slope": slope, "objective_curvature": curvature}
 
 
 def quadratic_tables(transformer: np.ndarray, strategies: np.ndarray) -> dict[str, np.ndarray]:
@@ -240,6 +328,22 @@ def collect(source, strategies: Sequence[str], output_kind: str, scored: np.ndar
 
 
 # -- internals ------------------------------------------------------------------------------------
+
+def _distance_sum(a: observe.Prepared, b: observe.Prepared) -> np.ndarray:
+    """`observe.prepared_mean_distance` summed instead of averaged over sequences × positions."""
+    if a.probs is None:
+        diff = a.values - b.values
+        return np.sum(diff * diff, axis=-1).sum(axis=(-2, -1))
+    return (0.5 * np.sum((a.probs - b.probs) * (a.values - b.values), axis=-1)).sum(axis=(-2, -1))
+
+
+def _curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sums behind ρ for a chunk of sequences of M and G (2, b, P', O), as
+    `bayesicl.fit.observation.curve_sums`, which `_skl_curve` uses on whole conditions."""
+    from ..fit.observation import curve_sums
+
+    return curve_sums(pair, grid)
+
 
 def _pick(prepared: observe.Prepared, index: int) -> observe.Prepared:
     return observe.Prepared(prepared.values[index],

@@ -13,7 +13,9 @@ Both yield, per run, the strategies' outputs (S, split, sequence, position, outp
 blocks of (condition rows, transformer outputs (c, split, sequence, position, output)),
 float32. A block holds at most `BLOCK_BYTES` of outputs (at least one checkpoint), so the
 memory of a pass is bounded by one block plus one run's strategy outputs, whatever the
-number of checkpoints.
+number of checkpoints; the statistics work through a block in chunks of sequences
+(`bayesicl.evidence.statistics.sequence_chunk`), so its temporaries do not grow with the
+number of sequences either.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ saturated and the likelihood flat). NUTS uses a dense mass matrix and target acc
 
 The sampler is NumPyro's NUTS kernel (`numpyro.infer.hmc.hmc`) on the model's potential
 energy, driven by one jitted program per configuration: initialization, warm-up and sampling
-of every chain (vmapped: "vectorized", or one after the other: "sequential"), then the
-deterministic sites and per-condition log-likelihoods. The data are arguments, so a second fit
+of every chain (vmapped: "vectorized", or one after the other on each CPU device:
+"sequential", `bayesicl.fit.chains`), then the deterministic sites and per-condition
+log-likelihoods. The data are arguments, so a second fit
 of same-shaped data reuses the compiled program (in memory, and on disk through JAX's
 persistent cache, see `enable_compilation_cache`); compiling costs far more than sampling
 this small posterior on a CPU. The result is an ArviZ InferenceData with the posterior,
@@ -37,6 +38,7 @@ from ..errors import BayesiclError
 from ..seeds import stream
 from .data import FitData
 from . import model as model_module
+from .chains import map_chains, place_chains
 from .map import MapResult, free_sites, to_unconstrained
 from .model import (NOISE_SITES, SAMPLED, expected_observation, model_weights, nuts_model,
                     observation_scale, strategy_weights)
@@ -44,10 +46,11 @@ from .model import (NOISE_SITES, SAMPLED, expected_observation, model_weights, n
 #: Scalar sites reported per draw besides α, β, γ, per effects setting.
 EFFECT_SITES = {"none": (), "run": ("sigma_run",), "run+trend": ("sigma_run", "trend_corr")}
 
-#: How chains run inside the one compiled program: "sequential" (one after the other) or
-#: "vectorized" (vmapped, in lockstep: every chain waits for the longest trajectory). On 2 CPU
-#: cores sequential measured faster both to compile and to run (benchmarks/fit.py: 4 chains ×
-#: 2000 iterations, 256 conditions: 8.5 s cold / 3.9 s warm against 20.2 s / 6.9 s).
+#: How chains run inside the one compiled program: "sequential" (one after the other on each
+#: CPU device, the chains split over the devices, `bayesicl.fit.chains`) or "vectorized"
+#: (vmapped, in lockstep: every chain waits for the longest trajectory). On 2 CPU cores
+#: sequential measured faster both to compile and to run (benchmarks/fit.py: 4 chains × 2000
+#: iterations, 256 conditions, one device: 8.5 s cold / 3.9 s warm against 20.2 s / 6.9 s).
 CHAIN_METHOD = "sequential"
 CHAIN_METHODS = ("vectorized", "sequential")
 TARGET_ACCEPT = 0.95
@@ -100,7 +103,8 @@ def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, 
     with _progress_bar(progress, num_chains * (num_warmup + num_samples) if chain_method == "sequential"
                        else num_warmup + num_samples) as bar:
         _PROGRESS["bar"] = bar
-        out = jax.device_get(sampler(keys, init, model_data))
+        per_chain = place_chains((keys, init)) if chain_method == "sequential" else (keys, init)
+        out = jax.device_get(sampler(*per_chain, model_data))
         _PROGRESS["bar"] = None
     runs = data.fitted_runs
     idata = _inference_data(out, data, rows, model_data, runs)
@@ -169,7 +173,7 @@ def _sampler(prior_key, variant: str, effects: str, num_chains: int, num_samples
         if chain_method == "vectorized":
             z, diverging, steps, accept, energy = jax.vmap(chain, in_axes=(0, 0, None))(keys, init, data)
         else:
-            z, diverging, steps, accept, energy = jax.lax.map(lambda a: chain(a[0], a[1], data), (keys, init))
+            z, diverging, steps, accept, energy = map_chains(chain, (keys, init), data)
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z)
         sites = constrain_fn(model, (data,), {}, flat, return_deterministic=True, batch_ndims=1)
         loglik = {"r" if data.observed.ndim == 1 else "convex_weights": pointwise_log_likelihood(sites, data)}

@@ -87,16 +87,13 @@ def relative_distance_curves(evidence, nodes: int = NODES) -> RelativeDistanceCu
     return RelativeDistanceCurves(grid, values, slopes)
 
 
-def _skl_curve(prepared: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    count = int(np.prod(prepared.probs.shape[1:-1]))              # sequences × scored positions
-    m, g = prepared.probs[0].reshape(-1), prepared.probs[1].reshape(-1)
-    log_m, log_g = prepared.values[0].reshape(-1), prepared.values[1].reshape(-1)
-    d_mg = 0.5 * np.sum((m - g) * (log_m - log_g)) / count
-    if d_mg < observe.MIN_STRATEGY_DISTANCE:                      # r is undefined (docs/model.md#observed-weights)
-        return 2 * grid - 1, np.full(grid.size, 2.0)
-    to_g = np.zeros(grid.size)
-    to_m = np.zeros(grid.size)
-    curvature = np.zeros(grid.size)
+def curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sums over token entries behind ρ for M and G (`pair`: (2, …, O)) at the nodes
+    `grid`: Σ δ(log h − log G), Σ δ(log h − log M) and Σ δ²/h, with δ = M − G and h = G + wδ,
+    in chunks of `CHUNK_ENTRIES` entries (the streamed evidence adds them over sequences)."""
+    m, g = pair.probs[0].reshape(-1), pair.probs[1].reshape(-1)
+    log_m, log_g = pair.values[0].reshape(-1), pair.values[1].reshape(-1)
+    to_g, to_m, curvature = (np.zeros(grid.size) for _ in range(3))
     for start in range(0, m.size, CHUNK_ENTRIES):
         part = slice(start, start + CHUNK_ENTRIES)
         delta = m[part] - g[part]
@@ -105,6 +102,17 @@ def _skl_curve(prepared: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray
         to_g += np.einsum("ki,i->k", log_h - log_g[part], delta)      # not `@`: see objective.py
         to_m += np.einsum("ki,i->k", log_h - log_m[part], delta)
         curvature += (delta[None, :] ** 2 / h).sum(axis=1)
+    return to_g, to_m, curvature
+
+
+def _skl_curve(prepared: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    count = int(np.prod(prepared.probs.shape[1:-1]))              # sequences × scored positions
+    m, g = prepared.probs[0].reshape(-1), prepared.probs[1].reshape(-1)
+    log_m, log_g = prepared.values[0].reshape(-1), prepared.values[1].reshape(-1)
+    d_mg = 0.5 * np.sum((m - g) * (log_m - log_g)) / count
+    if d_mg < observe.MIN_STRATEGY_DISTANCE:                      # r is undefined (docs/model.md#observed-weights)
+        return 2 * grid - 1, np.full(grid.size, 2.0)
+    to_g, to_m, curvature = curve_sums(prepared, grid)
     d_hg = 0.5 * grid * to_g / count
     d_hm = 0.5 * (grid - 1.0) * to_m / count
     return (d_hg - d_hm) / d_mg, 1.0 + 0.5 * curvature / count / d_mg

@@ -20,6 +20,7 @@ from .cut import OodStage, fit_ood_stage
 from .data import FitData, fit_data
 from .map import RANDOM_STARTS, MapResult, fit_map
 from .model import check_effects, prior_sd, resolve_priors, sampler_coordinates
+from .chains import chain_devices
 from .nuts import CHAIN_METHOD, NutsResult, fit_nuts
 from .predict import (HIGH, INTERVAL, LOW, condition_on_runs, log_predictive_density, observation_moments,
                       observed_weight_draws, run_offsets, transition_table, weights_for)
@@ -388,7 +389,9 @@ def _info(evidence, data, map_result: MapResult, priors, seed, holdout, override
                 "converged": map_result.converged, "at_bound": map_result.at_bound,
                 "runtime_s": map_result.runtime_s, "tabulation_s": data.objective.tabulation_s},
         "sampler": ({"num_chains": num_chains, "num_samples": num_samples, "num_warmup": num_warmup,
-                     "chain_method": chain_method, "effects": effects} if method == "nuts" else None),
+                     "chain_method": chain_method, "effects": effects,
+                     "chain_devices": chain_devices(num_chains) if chain_method == "sequential" else 1}
+                    if method == "nuts" else None),
         "reference_step": data.reference_step,
         "versions": {"bayesicl": __version__, "jax": jax.__version__, "numpyro": numpyro.__version__,
                      "arviz": arviz.__version__, "numpy": np.__version__, "pandas": pd.__version__},

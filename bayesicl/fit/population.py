@@ -40,6 +40,9 @@ from .result import FitResult, param_summary
 from .split import fit_split
 from .synthetic import THETA_NAMES
 
+#: Leapfrog steps of a NUTS tree at the default maximum depth 10.
+MAX_STEPS = 2 ** 10 - 1
+
 __all__ = ["PopulationResult", "fit_population", "configurations", "Configuration"]
 
 
@@ -141,7 +144,7 @@ def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence
     spec, x = (covariate_matrix(configs, covariates) if pool == "partial"
                else (covariate_matrix(configs, covariates)[0] if len(configs) > 1 else None, None))
     sampler = {"num_chains": num_chains, "num_samples": num_samples, "num_warmup": num_warmup}
-    population = samples = diverging = None
+    population = samples = diverging = diagnostics = None
     if pool == "none":
         from .pipeline import fit
 
@@ -161,7 +164,7 @@ def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence
         out = sample_population(stacked, x_used, [m.params for m in maps], resolved, pool, effects, seed=seed,
                                 progress=progress, **sampler)
         samples, diverging = out["samples"], out["diverging"]
-        diagnostics = population_diagnostics(samples, diverging, pool, effects)
+        diagnostics = population_diagnostics(samples, diverging, pool, effects, num_steps=out["num_steps"])
         fits = {}
         for j, (name, ev, data, map_result) in enumerate(zip(names, evidence, datas, maps)):
             draws = config_draws(samples, j, stacked.run_columns[j], effects)
@@ -170,7 +173,8 @@ def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence
         if pool == "partial":
             population = population_summary(population_draws(samples), spec)
     result = assemble(configs, evidence, fits, pool, spec, samples, diverging, population, reference, seed,
-                      loss_sequences, effects, sampler, method, holdout)
+                      loss_sequences, effects, sampler, method, holdout,
+                      diagnostics=diagnostics)
     result.report["runtime_s"] = time.perf_counter() - clock
     return result
 
@@ -231,10 +235,12 @@ def configuration_result(evidence, data, map_result, draws, priors, effects, see
 
 
 def population_diagnostics(samples: Mapping[str, np.ndarray], diverging: np.ndarray, pool: str,
-                           effects: str) -> dict[str, Any]:
+                           effects: str, num_steps: np.ndarray | None = None) -> dict[str, Any]:
     """r̂ (max) and bulk ESS (min) over μ, B, τ (or the shared θ), every configuration's α,
-    β, γ, the noise scales and run effects; divergent transitions. (L's fixed entries and
-    z, a re-expression of θ_j given μ, B, τ, are left out.)"""
+    β, γ, the noise scales and run effects; divergent transitions; with `num_steps` (chain,
+    draw) the leapfrog steps per draw (mean, and the share at NUTS's maximum tree depth 10,
+    1023 steps: a share near 1 means the sampler is fighting the posterior's geometry).
+    (L's fixed entries and z, a re-expression of θ_j given μ, B, τ, are left out.)"""
     import arviz as az
 
     names = ["config_alpha", "config_beta", "config_gamma", "sigma_obs", "sigma_logit"]
@@ -246,7 +252,9 @@ def population_diagnostics(samples: Mapping[str, np.ndarray], diverging: np.ndar
     finite_r, finite_e = values_r[np.isfinite(values_r)], values_e[np.isfinite(values_e)]
     return {"r_hat_max": float(finite_r.max()) if finite_r.size else None,       # None with one chain
             "ess_bulk_min": float(finite_e.min()) if finite_e.size else None, "divergences": int(np.sum(diverging)),
-            "num_chains": int(diverging.shape[0]), "num_draws": int(diverging.shape[1])}
+            "num_chains": int(diverging.shape[0]), "num_draws": int(diverging.shape[1]),
+            **({"steps_mean": float(np.mean(num_steps)), "max_depth_share": float(np.mean(num_steps >= MAX_STEPS))}
+               if num_steps is not None else {})}
 
 
 def _interval(values) -> dict[str, float]:
@@ -269,7 +277,8 @@ def population_summary(draws: Mapping[str, np.ndarray], spec: Covariates) -> dic
 
 
 def assemble(configs, evidence, fits: dict[str, FitResult], pool, spec, samples, diverging, population,
-             reference, seed, loss_sequences, effects, sampler, method, holdout) -> PopulationResult:
+             reference, seed, loss_sequences, effects, sampler, method, holdout,
+             diagnostics: dict | None = None) -> PopulationResult:
     """Tables, InferenceData and report from the per-configuration fits."""
     from .pipeline import _coverage, _elpd
 
@@ -297,9 +306,9 @@ def assemble(configs, evidence, fits: dict[str, FitResult], pool, spec, samples,
     order = ["configuration", "diversity", "transition_step", "low", "high"]
     steps = steps[order + [c for c in steps.columns if c not in order]]
     idata = _inference_data(names, fits, samples, diverging, pool, spec)
-    if samples is not None:
+    if diagnostics is None and samples is not None:
         diagnostics = population_diagnostics(samples, diverging, pool, effects)
-    else:
+    elif diagnostics is None:
         per = [f.report.get("diagnostics") or {} for f in fits.values()]
         diagnostics = {"r_hat_max": _extreme(per, "r_hat_max", max), "ess_bulk_min": _extreme(per, "ess_bulk_min", min),
                        "divergences": _extreme(per, "divergences", sum)}
@@ -316,6 +325,7 @@ def assemble(configs, evidence, fits: dict[str, FitResult], pool, spec, samples,
         "reference_step": reference,
         "configurations": [{**r, "settings": c.settings} for r, c in zip(table.to_dict(orient="records"), configs)],
         "population": population, "diagnostics": diagnostics,
+        "identified": {n: f.report.get("identified") for n, f in fits.items()},
         "coverage": {"overall": _coverage(conditions) if nuts else None,
                      **{n: f.report.get("coverage") for n, f in fits.items()}},
         "elpd": {"overall": _elpd(conditions) if nuts else None, **{n: f.report.get("elpd") for n, f in fits.items()}},

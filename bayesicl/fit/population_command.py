@@ -149,12 +149,19 @@ def cross_validate_main(args: argparse.Namespace) -> int:
     from .population_cv import cross_validate
 
     pools = tuple(args.pools)
+    out = Path(args.out) if args.out else Path(args.runs).resolve().with_name(Path(args.runs).resolve().name + "-cv")
+
+    def save(table, name="cross_validation.csv"):
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / name, table.to_csv(index=False))
+
+    # Rows so far go to cross_validation.partial.csv (a long run stopped early keeps them).
     table = cross_validate(args.runs, by=args.by, pools=pools, covariates=parse_covariates(args.covariates),
                            seed=args.seed, num_chains=args.chains, num_samples=args.draws, num_warmup=args.warmup,
-                           effects=args.effects, progress=True)
-    out = Path(args.out) if args.out else Path(args.runs).resolve().with_name(Path(args.runs).resolve().name + "-cv")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "cross_validation.csv", table.to_csv(index=False))
+                           effects=args.effects, progress=True,
+                           on_row=lambda rows: save(rows, "cross_validation.partial.csv"))
+    save(table)
+    (out / "cross_validation.partial.csv").unlink(missing_ok=True)
     summary = table.groupby("pool")[["elpd_id", "elpd_id_mean", "correlation_id", "correlation_ood", "tvd_id",
                                      "coverage_id", "coverage_ood"]].mean()
     print(summary.round(3).to_string())

@@ -44,11 +44,13 @@ def cross_validate(runs, by: str = "config", pools: Sequence[str] = ("partial", 
                    covariates: Sequence[str] | None = None, seed: int = 0, num_chains: int = 4,
                    num_samples: int = 1000, num_warmup: int = 1000, effects: str | None = None,
                    holdout: float = 0.0, strategies=None, cutoff="paper", loss_sequences: int | None = None,
-                   progress: bool = False) -> pd.DataFrame:
+                   progress: bool = False, on_row=None) -> pd.DataFrame:
     """Leave-one-configuration-out table (one row per held-out configuration and pool; see
     the module docstring). `runs` as for `fit_population` (at least 3 configurations);
     training fits use `holdout` (default 0: every modeled condition of the other
     configurations) and skip the OOD stage. Seeded: the same arguments give the same table.
+    `on_row`, if given, is called with the table so far after every row (to save partial
+    results of a long run).
 
     Example: ``cross_validate("data/runs/urns-grid", pools=("partial", "none"))`` (a
     NUTS fit per held-out configuration and pool: minutes per fit on a CPU).
@@ -103,6 +105,8 @@ def cross_validate(runs, by: str = "config", pools: Sequence[str] = ("partial", 
             scores = score_configuration(evidence[k], params, draws, rng)
             rows.append({"held_out": name, "pool": pool, "scored_with": scored_with, **scores,
                          "extrapolates": extrapolates, "runtime_s": elapsed})
+            if on_row is not None:
+                on_row(pd.DataFrame(rows, columns=COLUMNS))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -7,9 +7,9 @@ reference step N_ref shared by all configurations:
   standardized covariates (`bayesicl.fit.population_data.covariate_matrix`),
   μ_k ~ Normal(m_k, s_k) with (m_k, s_k) the mean and sd of the single-configuration prior
   of θ_k (`bayesicl.fit.model.default_priors`), B_kp ~ Normal(0, `B_SCALE`),
-  τ_k ~ HalfNormal(`TAU_SCALE`), L ~ LKJCholesky(3, `LKJ_CONCENTRATION`); sampled centred,
-  θ_j ~ MVN(μ + B x_j, diag(τ) L Lᵀ diag(τ)), by default (`PARAMETERIZATION`: each
-  configuration's conditions pin its θ_j, and the non-centred z_j then couples with τ);
+  τ_k ~ HalfNormal(`TAU_SCALE`), L ~ LKJCholesky(3, `LKJ_CONCENTRATION`); z_j sampled
+  (non-centred) by default (`PARAMETERIZATION`; on the shipped grid the configurations do not
+  pin θ_j against τ, a funnel for the centred θ_j ~ MVN(μ + B x_j, diag(τ) L Lᵀ diag(τ)));
 - pool "full": one θ for every configuration, with the single-configuration priors
   (`bayesicl.fit.model.sampled_parameters`): the single fit on the stacked data.
 
@@ -17,6 +17,10 @@ Below θ, the single-configuration likelihood of `bayesicl.fit.model` applies un
 the stacked conditions (its functions are called, not copied): run effects u_k nest inside
 configurations (every run of every configuration has its own u_k, with one σ_run), and the
 noise scales σ_obs, σ_logit (and φ of "run+trend") are shared by all configurations.
+
+Sampler switches (module constants, measured on the shipped grid in docs/model.md#population-model):
+`PARAMETERIZATION` (θ_j centred or non-centred), `RUN_PARAMETERIZATION` (u_k centred or
+non-centred) and `DENSE_MASS` (dense or diagonal mass matrix).
 
 Chains start from a least-squares fit of μ, B to the per-configuration MAP estimates, with
 τ from its residual sd, θ_j at the MAPs (z_j at the standardized residuals), L = I, and the noise scales from
@@ -38,6 +42,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from ..seeds import stream
+from .chains import map_chains, place_chains
 from .model import (NOISE_SITES, expected_observation, observation_likelihood, prior_distribution, run_effects,
                     sampled_parameters, strategy_weights)
 from .synthetic import THETA_NAMES
@@ -51,7 +56,12 @@ LKJ_CONCENTRATION = 2.0
 TARGET_ACCEPT = 0.9
 #: "non-centred": θ_j = μ + B x_j + diag(τ) L z_j with z_j sampled; "centred": θ_j sampled
 #: from MVN(μ + B x_j, diag(τ) L Lᵀ diag(τ)).
-PARAMETERIZATION = "centred"
+PARAMETERIZATION = "non-centred"
+#: Parameterization of the run effects u_k in the population fit ("centred" or "non-centred",
+#: as `bayesicl.fit.model.RUN_PARAMETERIZATION`).
+RUN_PARAMETERIZATION = "non-centred"
+#: Dense (True) or diagonal (False) mass matrix adapted in warm-up.
+DENSE_MASS = False
 JITTER = 0.1
 
 
@@ -80,7 +90,7 @@ def theta_to_parameters(theta, reference_step):
 
 
 def population_model(data, config, x, priors: Mapping[str, Any], mu_mean, mu_sd, pool: str = "partial",
-                     effects: str = "run+trend", num_configs: int = 1):
+                     effects: str = "run+trend", num_configs: int = 1, run_parameterization: str | None = None):
     """The joint model of all configurations (see the module docstring). `data` is the
     stacked `ModelData`, `config` (C,) each row's configuration, `x` (J, P) covariates."""
     if pool == "full":
@@ -111,7 +121,8 @@ def population_model(data, config, x, priors: Mapping[str, Any], mu_mean, mu_sd,
     sigma_obs, sigma_logit = (numpyro.sample(name, prior_distribution(priors, name)) for name in NOISE_SITES)
     offset = None
     if effects != "none":
-        offset = run_effects(priors, data.run_rows.shape[0])[data.effect_run]
+        offset = run_effects(priors, data.run_rows.shape[0],
+                             run_parameterization or RUN_PARAMETERIZATION)[data.effect_run]
     weights = strategy_weights(params, data, offset)
     corr = (numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
             if effects == "run+trend" else None)
@@ -162,7 +173,8 @@ def initial_values(stacked, maps: list[dict], x: np.ndarray, pool: str, effects:
     init["sigma_logit"] = jitter(np.log(2 * sigma))
     if effects != "none":
         init["sigma_run"] = jitter(np.log(0.5))
-        init["run_effect"] = JITTER * rng.standard_normal((num_chains, int(model.run_rows.shape[0])))
+        name = "run_effect" if RUN_PARAMETERIZATION == "centred" else "run_z"
+        init[name] = JITTER * rng.standard_normal((num_chains, int(model.run_rows.shape[0])))
     if effects == "run+trend":
         init["trend_corr"] = jitter(0.0)
     return init
@@ -172,7 +184,8 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
                       effects: str, seed: int = 0, num_chains: int = 4, num_samples: int = 1000,
                       num_warmup: int = 1000, progress: bool = False) -> dict[str, Any]:
     """NUTS on the population model, one jitted program for every chain (as
-    `bayesicl.fit.nuts`: initialization, warm-up and sampling, chains one after the other);
+    `bayesicl.fit.nuts`: initialization, warm-up and sampling, chains one after the other on
+    each CPU device, `bayesicl.fit.chains`);
     returns {"samples": per-chain draws (chain, draw, …) of every site, "diverging": (chain,
     draw), "runtime_s"}. (`progress` is accepted for symmetry; the program reports nothing.)"""
     from .nuts import enable_compilation_cache
@@ -183,10 +196,11 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
     init = initial_values(stacked, maps, x, pool, effects, seed, num_chains)
     prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
     program = _program(prior_key, pool, effects, int(x.shape[0]), int(num_chains), int(num_samples),
-                       int(num_warmup), PARAMETERIZATION)
+                       int(num_warmup), PARAMETERIZATION, RUN_PARAMETERIZATION, bool(DENSE_MASS))
     keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 8), "fit").integers(2**31))), num_chains)
     inputs = (stacked.model, jnp.asarray(stacked.config), jnp.asarray(x), jnp.asarray(mu_mean), jnp.asarray(mu_sd))
-    out = jax.device_get(program(keys, {k: jnp.asarray(v) for k, v in init.items()}, inputs))
+    per_chain = place_chains((keys, {k: jnp.asarray(v) for k, v in init.items()}))
+    out = jax.device_get(program(*per_chain, inputs))
     samples = {k: np.asarray(v, dtype=np.float64) for k, v in out["sites"].items()}
     return {"samples": samples, "diverging": np.asarray(out["diverging"]), "num_steps": np.asarray(out["num_steps"]),
             "runtime_s": time.perf_counter() - clock, "prior_mu": (mu_mean, mu_sd)}
@@ -194,7 +208,7 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
 
 @functools.lru_cache(maxsize=4)
 def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: int, num_samples: int,
-             num_warmup: int, parameterization: str):
+             num_warmup: int, parameterization: str, run_parameterization: str = "centred", dense_mass: bool = True):
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import constrain_fn, potential_energy
 
@@ -203,13 +217,13 @@ def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: i
     def model(inputs):
         data, config, x, mu_mean, mu_sd = inputs
         return population_model(data, config, x, priors, mu_mean, mu_sd, pool=pool, effects=effects,
-                                num_configs=num_configs)
+                                num_configs=num_configs, run_parameterization=run_parameterization)
 
     init_kernel, sample_kernel = hmc(
         potential_fn_gen=lambda inputs: (lambda z: potential_energy(model, (inputs,), {}, z)), algo="NUTS")
 
     def chain(key, z0, inputs):
-        state = init_kernel(z0, num_warmup, dense_mass=True, target_accept_prob=TARGET_ACCEPT,
+        state = init_kernel(z0, num_warmup, dense_mass=dense_mass, target_accept_prob=TARGET_ACCEPT,
                             model_args=(inputs,), rng_key=key)
 
         def step(state, _):
@@ -220,7 +234,7 @@ def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: i
         return jax.tree.map(lambda v: v[num_warmup:], z), diverging[num_warmup:], steps[num_warmup:]
 
     def run(keys, init, inputs):
-        z, diverging, steps = jax.lax.map(lambda a: chain(a[0], a[1], inputs), (keys, init))
+        z, diverging, steps = map_chains(chain, (keys, init), inputs)
         flat = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:]), z)
         sites = constrain_fn(model, (inputs,), {}, flat, return_deterministic=True, batch_ndims=1)
         per_chain = lambda v: v.reshape((num_chains, num_samples) + v.shape[1:])  # noqa: E731

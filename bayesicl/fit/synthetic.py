@@ -57,7 +57,8 @@ def synthetic_evidence(task, diversities: Sequence[int], steps: Sequence[int], *
                        weights: Weights | None = None, strategies=("memorizing", "generalizing"),
                        num_sequences: int = 32, loss_sequences: int = 512, seed: int = 0,
                        outputs: tuple[np.ndarray, dict] | None = None,
-                       terms: tuple[pd.DataFrame, pd.DataFrame] | None = None, cutoff="all"):
+                       terms: tuple[pd.DataFrame, pd.DataFrame] | None = None, cutoff="all",
+                       output_dtype: str = "float32"):
     """Evidence whose transformer outputs are Σ_s w_s s at every (D, N) of the grid.
 
     Give `params` = (α, β, γ) (weights from `bayesicl.rational.log_weights`) or `weights`, a
@@ -65,6 +66,9 @@ def synthetic_evidence(task, diversities: Sequence[int], steps: Sequence[int], *
     strategies, convex weights (C, S) with more. Conditions are ordered diversity-major.
     `outputs` reuses `strategy_outputs(...)` and `terms` reuses (L̄, K) from
     `synthetic_terms(...)` computed earlier (neither depends on the weights).
+    `output_dtype` is the storage precision of the transformer outputs, as a run's
+    ``output_dtype`` (docs/run-format.md): "float16" rounds them as a logged run does, so
+    a weight of exactly 0 or 1 is observed to within the float16 resolution, as on real runs.
 
     >>> import bayesicl as bic
     >>> task = bic.task("urns", num_dims=4, context_length=8)
@@ -98,6 +102,9 @@ def synthetic_evidence(task, diversities: Sequence[int], steps: Sequence[int], *
     run = np.repeat(np.arange(len(diversities)), steps.size)
     kind = "predictions" if task.family == "regression" else "log_probs"
     transformer = np.stack([mixture_output(per_run[r], w[c], kind) for c, r in enumerate(run)])
+    if output_dtype not in ("float32", "float16"):
+        raise BayesiclError(f"synthetic_evidence: output_dtype must be float32 or float16, not {output_dtype!r}")
+    transformer = transformer.astype(output_dtype)
     return evidence_from_arrays(task, strategies, transformer.astype(np.float32), per_run.astype(np.float32),
                                 diversity=diversity, step=step, seed=np.full(diversity.size, seed),
                                 loss=loss, complexity=complexity, cutoff=cutoff,

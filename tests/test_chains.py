@@ -1,0 +1,89 @@
+"""Chains split over CPU devices (bayesicl.fit.chains, docs/decisions.md "Chains on every core")."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesicl._host import FLAG, request_host_devices
+from bayesicl.fit.chains import chain_devices, map_chains, place_chains
+
+
+def _chain(key, start, shared):
+    """A chain with a loop and a key: a random walk of 50 steps from `start`."""
+    def step(x, k):
+        return x + shared * jax.random.normal(k, x.shape), x.sum()
+    _, path = jax.lax.scan(step, start, jax.random.split(key, 50))
+    return path
+
+
+def test_map_chains_equals_running_each_chain_alone():
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    starts = jnp.arange(12.0).reshape(4, 3)
+    together = jax.jit(lambda k, s, c: map_chains(_chain, (k, s), c))(*place_chains((keys, starts)), 0.5)
+    alone = np.stack([np.asarray(jax.jit(_chain)(keys[i], starts[i], 0.5)) for i in range(4)])
+    np.testing.assert_allclose(np.asarray(together), alone, rtol=1e-12)
+
+
+def test_chains_are_split_over_the_devices_they_divide():
+    devices = jax.local_device_count()
+    assert chain_devices(4) == np.gcd(4, devices)
+    assert chain_devices(3) == np.gcd(3, devices)
+    assert chain_devices(1) == 1
+
+
+def test_import_asks_for_one_device_per_core_up_to_four_and_respects_the_user():
+    env = {}
+    request_host_devices(env, cores=16)
+    assert env["XLA_FLAGS"] == f"{FLAG}=4"
+    env = {}
+    request_host_devices(env, cores=1)
+    assert "XLA_FLAGS" not in env
+    env = {"XLA_FLAGS": f"{FLAG}=3"}
+    request_host_devices(env, cores=2)
+    assert env["XLA_FLAGS"] == f"{FLAG}=3"
+
+
+def _devices_in_fresh_process(code: str, flags: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if flags is not None:
+        env["XLA_FLAGS"] = flags
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_bayesicl_import_leaves_a_jax_imported_first_alone():
+    assert _devices_in_fresh_process("import jax, bayesicl; print(jax.local_device_count())", None) == "1"
+    cores = min(4, os.cpu_count() or 1)
+    assert _devices_in_fresh_process("import bayesicl, jax; print(jax.local_device_count())", None) == str(cores)
+    assert _devices_in_fresh_process("import bayesicl, jax; print(jax.local_device_count())",
+                                     f"{FLAG}=1") == "1"
+
+
+def test_a_nuts_sampler_draws_the_same_numbers_with_two_devices_and_four():
+    # The sampler alone (bayesicl.fit.nuts.fit_nuts, as bayesicl.fit.fit calls it), so that the
+    # two fresh processes compile one program each.
+    code = """
+import jax, bayesicl as bic
+from bayesicl.fit.data import fit_data
+from bayesicl.fit.map import fit_map
+from bayesicl.fit.model import resolve_priors
+from bayesicl.fit.nuts import fit_nuts
+from bayesicl.fit.split import fit_split
+from bayesicl.fit.synthetic import synthetic_evidence
+task = bic.task("urns", num_dims=4, context_length=8)
+ev = synthetic_evidence(task, [2, 4, 8], [10, 100, 1000, 10000], params=(0.6, 0.2, 0.85),
+                        num_sequences=8, loss_sequences=64)
+data = fit_data(ev, fit_split(ev.conditions, 0.0))
+start = fit_map(data, "urns", seed=0, random_starts=1)
+nuts = fit_nuts(data, resolve_priors("urns", reference_step=data.reference_step), start, num_samples=60,
+                num_warmup=60, effects="none")
+print(jax.local_device_count(), repr(float(nuts.draws["alpha"].sum())))
+"""
+    two = _devices_in_fresh_process(code, f"{FLAG}=2").split()
+    four = _devices_in_fresh_process(code, f"{FLAG}=4").split()
+    assert (two[0], four[0]) == ("2", "4")
+    assert two[1] == four[1]
