@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-if "jax" not in sys.modules:           # one CPU device per core: chains in parallel (bayesicl._host)
+if "jax" not in sys.modules:           # BAYESICL_CHAIN_DEVICES: chains in parallel (bayesicl._host)
     from ._host import request_host_devices
 
     request_host_devices()

@@ -1,6 +1,10 @@
-"""Host devices for JAX: one CPU device per core, so that MCMC chains run in parallel
-(`bayesicl.fit.chains`). This module must not import JAX: `bayesicl/__init__.py` calls
-`request_host_devices` before JAX starts (docs/decisions.md "Chains on every core").
+"""Host devices for JAX, so that MCMC chains can run in parallel (`bayesicl.fit.chains`).
+
+Opt-in: with ``BAYESICL_CHAIN_DEVICES`` set (a count, or "auto": one per core, at most
+`MAX_HOST_DEVICES`), `bayesicl/__init__.py` asks XLA for that many CPU devices before JAX
+starts. Off by default: at the paper's urns size (1 100 conditions, 2 chains on 2 devices) the
+NUTS program stalled in a cross-device wait with every thread idle, not yet diagnosed
+(docs/decisions.md "Chains on every core, opt-in"). This module must not import JAX.
 """
 
 from __future__ import annotations
@@ -8,16 +12,23 @@ from __future__ import annotations
 import os
 import re
 
-#: Host devices asked of XLA on import: one per core, at most this many (4 chains by default).
+#: Host devices asked of XLA with "auto": one per core, at most this many (4 chains by default).
 MAX_HOST_DEVICES = 4
 FLAG = "--xla_force_host_platform_device_count"
+#: The environment variable that turns parallel chains on.
+SWITCH = "BAYESICL_CHAIN_DEVICES"
 
 
 def request_host_devices(environ=os.environ, cores: int | None = None) -> None:
-    """Ask XLA for one CPU device per core (≤ `MAX_HOST_DEVICES`) through ``XLA_FLAGS``,
-    unless the flags already name a count. Takes effect only before JAX starts its CPU backend.
+    """With ``BAYESICL_CHAIN_DEVICES`` in `environ`, ask XLA for that many CPU devices ("auto":
+    one per core, ≤ `MAX_HOST_DEVICES`) through ``XLA_FLAGS``, unless the flags already name a
+    count. Takes effect only before JAX starts its CPU backend.
 
     >>> env = {"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=false"}
+    >>> request_host_devices(env, cores=2)        # not asked for: nothing changes
+    >>> env["XLA_FLAGS"]
+    '--xla_cpu_use_thunk_runtime=false'
+    >>> env[SWITCH] = "auto"
     >>> request_host_devices(env, cores=2)
     >>> env["XLA_FLAGS"]
     '--xla_cpu_use_thunk_runtime=false --xla_force_host_platform_device_count=2'
@@ -25,9 +36,15 @@ def request_host_devices(environ=os.environ, cores: int | None = None) -> None:
     >>> env["XLA_FLAGS"].count(FLAG)
     1
     """
+    wanted = environ.get(SWITCH, "").strip().lower()
     flags = environ.get("XLA_FLAGS", "")
-    if re.search(re.escape(FLAG) + r"\b", flags):
+    if not wanted or re.search(re.escape(FLAG) + r"\b", flags):
         return
-    count = max(1, min(MAX_HOST_DEVICES, cores if cores is not None else (os.cpu_count() or 1)))
+    if wanted == "auto":
+        count = min(MAX_HOST_DEVICES, cores if cores is not None else (os.cpu_count() or 1))
+    elif wanted.isdigit():
+        count = int(wanted)
+    else:
+        return
     if count > 1:
         environ["XLA_FLAGS"] = (flags + " " if flags else "") + f"{FLAG}={count}"

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesicl._host import FLAG, request_host_devices
+from bayesicl._host import FLAG, SWITCH, request_host_devices
 from bayesicl.fit.chains import chain_devices, map_chains, place_chains
 
 
@@ -35,32 +35,39 @@ def test_chains_are_split_over_the_devices_they_divide():
     assert chain_devices(1) == 1
 
 
-def test_import_asks_for_one_device_per_core_up_to_four_and_respects_the_user():
+def test_parallel_chains_are_asked_for_only_when_the_user_switches_them_on():
     env = {}
     request_host_devices(env, cores=16)
-    assert env["XLA_FLAGS"] == f"{FLAG}=4"
-    env = {}
+    assert "XLA_FLAGS" not in env                               # off by default
+    env = {SWITCH: "auto"}
+    request_host_devices(env, cores=16)
+    assert env["XLA_FLAGS"] == f"{FLAG}=4"                      # one per core, at most 4
+    env = {SWITCH: "auto"}
     request_host_devices(env, cores=1)
     assert "XLA_FLAGS" not in env
-    env = {"XLA_FLAGS": f"{FLAG}=3"}
+    env = {SWITCH: "3"}
+    request_host_devices(env, cores=2)
+    assert env["XLA_FLAGS"] == f"{FLAG}=3"
+    env = {SWITCH: "auto", "XLA_FLAGS": f"{FLAG}=3"}            # the user's own flag wins
     request_host_devices(env, cores=2)
     assert env["XLA_FLAGS"] == f"{FLAG}=3"
 
 
-def _devices_in_fresh_process(code: str, flags: str | None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+def _devices_in_fresh_process(code: str, flags: str | None, switch: str | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", SWITCH)}
     if flags is not None:
         env["XLA_FLAGS"] = flags
+    if switch is not None:
+        env[SWITCH] = switch
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
-def test_bayesicl_import_leaves_a_jax_imported_first_alone():
-    assert _devices_in_fresh_process("import jax, bayesicl; print(jax.local_device_count())", None) == "1"
-    cores = min(4, os.cpu_count() or 1)
-    assert _devices_in_fresh_process("import bayesicl, jax; print(jax.local_device_count())", None) == str(cores)
-    assert _devices_in_fresh_process("import bayesicl, jax; print(jax.local_device_count())",
-                                     f"{FLAG}=1") == "1"
+def test_bayesicl_import_sets_the_devices_only_when_asked_and_before_jax():
+    count = "import bayesicl, jax; print(jax.local_device_count())"
+    assert _devices_in_fresh_process(count, None) == "1"
+    assert _devices_in_fresh_process(count, None, switch="2") == "2"
+    assert _devices_in_fresh_process("import jax, bayesicl; print(jax.local_device_count())", None, switch="2") == "1"
 
 
 def test_a_nuts_sampler_draws_the_same_numbers_with_two_devices_and_four():

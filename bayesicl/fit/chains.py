@@ -1,10 +1,11 @@
 """Running independent MCMC chains on every CPU core.
 
 JAX on a CPU runs one small sampler on one core. With XLA asked for several host devices
-(``--xla_force_host_platform_device_count``, which `bayesicl` sets on import unless JAX was
-imported first or the user set it: `bayesicl._host`, docs/decisions.md "Chains on every
-core"), `map_chains` splits the chains over the devices with `jax.shard_map` and runs each device's share one
-after the other (`jax.lax.map`). Each chain keeps its key, so a fit draws the same numbers on
+(``--xla_force_host_platform_device_count``; `bayesicl` sets it on import when
+``BAYESICL_CHAIN_DEVICES`` is set, `bayesicl._host`, docs/decisions.md "Chains on every core,
+opt-in"), `map_chains` splits the chains over the devices with `jax.shard_map` and runs each
+device's share one after the other (`jax.lax.map`); with one device, the default, it is
+`jax.lax.map` over all chains. Each chain keeps its key, so a fit draws the same numbers on
 the same machine every time; between machines with different numbers of cores the draws
 can differ in the last bits (XLA splits a device's threads differently), as they can between
 CPUs, and the fitted numbers agree to their Monte Carlo error (docs/decisions.md).
