@@ -3,8 +3,9 @@
 Opt-in: with ``BAYESICL_CHAIN_DEVICES`` set (a count, or "auto": one per core, at most
 `MAX_HOST_DEVICES`), `bayesicl/__init__.py` asks XLA for that many CPU devices before JAX
 starts. Off by default: at the paper's urns size (1 100 conditions, 2 chains on 2 devices) the
-NUTS program stalled in a cross-device wait with every thread idle, not yet diagnosed
-(docs/decisions.md "Chains on every core, opt-in"). This module must not import JAX.
+NUTS program hung with every thread idle; the cause found since (batched LAPACK kernels of
+the likelihood deadlocking XLA's thread pool) is removed, but that size has not been re-run on
+several devices (docs/decisions.md "Chains on every core, opt-in"). This module must not import JAX.
 """
 
 from __future__ import annotations

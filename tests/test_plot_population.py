@@ -15,7 +15,8 @@ from matplotlib.collections import PolyCollection, QuadMesh
 import bayesicl as bic
 from bayesicl import plot, report
 from bayesicl.cli import main
-from bayesicl.demo_population import format_population_report, transition_table_lines
+from bayesicl.demo import run_demo
+from bayesicl.demo_population import DEMO_SAMPLER, format_population_report, transition_table_lines
 from bayesicl.errors import BayesiclError
 from bayesicl.fit.population import fit_population
 from bayesicl.fit.synthetic import synthetic_population
@@ -151,3 +152,29 @@ def test_the_demo_text_prints_the_population_parameters_and_n_star_of_every_conf
     assert len(table) == 2 + len(DIVERSITIES)
     header = table[1].split()
     assert header[0] == "D"
+
+
+def test_a_fit_of_several_configurations_and_the_grid_demo_write_figures_and_report_page(population, tmp_path,
+                                                                                         monkeypatch, capsys):
+    # `bayesicl fit RUNS/` over the shipped grid's six configurations and `demo --task urns-grid`
+    # share one output path; the fit itself is this file's fitted population (no refit).
+    calls = []
+
+    def fitted(runs, **options):
+        calls.append((str(runs), options))
+        return population
+
+    monkeypatch.setattr("bayesicl.fit.population.fit_population", fitted)
+    assert main(["fit", "data/runs/urns-grid", "--out", str(tmp_path / "fit"), "--chains", "2"]) == 0
+    run_demo("urns-grid", tmp_path / "demo", echo=print, note=print)
+    out = capsys.readouterr().out
+    assert [(runs.rsplit("/", 1)[-1], o["pool"], o["num_chains"]) for runs, o in calls] == [
+        ("urns-grid", "partial", 2), ("urns-grid", "partial", DEMO_SAMPLER["num_chains"])]
+    assert out.count("6 configurations (context_length, mlp_width vary)") == 2
+    for folder in (tmp_path / "fit", tmp_path / "demo"):
+        names = {p.name for p in folder.iterdir()}
+        assert {"summary.json", "configurations.csv", "transitions.csv", "report.html"} <= names
+        assert {f"{name}.png" for name in plot.figures_for(population)} <= names
+        page = (folder / "report.html").read_text()
+        assert 'id="population"' in page and page.count("data:image/png;base64,") == len(plot.figures_for(population))
+    assert "bayesicl cross-validate" in out

@@ -43,7 +43,9 @@ from .model import (NOISE_SITES, ModelData, expected_observation, observation_li
 
 #: Posterior draws θ the stage conditions on, warm-up and kept draws per θ.
 THETAS = 16
-WARMUP = 150
+#: 150 warm-up steps left 1 divergent transition in the regression demo's stage (θ from a
+#: longer main warm-up); 300 left none.
+WARMUP = 300
 PER_THETA = 25
 #: Target acceptance of the stage's chains, raised per family as the main sampler's
 #: (`bayesicl.fit.nuts.FAMILY_TARGET_ACCEPT`): on the regression demo 0.9 left 2–31 divergent

@@ -6,7 +6,7 @@ keeps them under "guards"):
 - the transformer is far from the strategies' span: ID interpolation distance
   d(T, w̃M + (1 − w̃)G) > `INTERPOLATION_RATIO` · d(M, G) at a modeled condition (half the
   distance between the strategies: the model's mixture cannot describe T there);
-- M and G nearly coincide: d(M, G) < `MIN_STRATEGY_DISTANCE` (the observed weight is ill
+- M and G nearly coincide: d(M, G) < `CLOSE_STRATEGIES_DISTANCE` (the observed weight is ill
   defined; such conditions carry no information about the weights);
 - N*(D) is 0, ∞ or undefined for a diversity (no transition within training);
 - NUTS did not mix: r̂ > 1.01, divergent transitions, or bulk ESS < 400;
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 INTERPOLATION_RATIO = 0.5
-MIN_STRATEGY_DISTANCE = 1e-6
+CLOSE_STRATEGIES_DISTANCE = 1e-6
 MAX_R_HAT = 1.01
 MIN_ESS = 400
 #: Starts whose surrogate optimum is within this relative distance of the best agree.
@@ -59,11 +59,11 @@ def interpolation_guard(conditions: pd.DataFrame) -> list[str]:
 def strategy_distance_guard(conditions: pd.DataFrame) -> list[str]:
     """Diversities where M and G nearly coincide on the ID inputs."""
     modeled = conditions[conditions["modeled"]]
-    close = modeled["d_MG_id"].to_numpy() < MIN_STRATEGY_DISTANCE
+    close = modeled["d_MG_id"].to_numpy() < CLOSE_STRATEGIES_DISTANCE
     if not close.any():
         return []
     diversities = sorted({int(d) for d in modeled["diversity"][close]})
-    return [f"M and G nearly coincide (d(M,G) < {MIN_STRATEGY_DISTANCE:g}) at D = {diversities}: "
+    return [f"M and G nearly coincide (d(M,G) < {CLOSE_STRATEGIES_DISTANCE:g}) at D = {diversities}: "
             "the observed weight there is ill-defined and carries no information"]
 
 

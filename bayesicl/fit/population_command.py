@@ -74,48 +74,36 @@ def parse_settings(items: Sequence[str]) -> dict:
 def run_population_fit(runs, out: Path, count: int, varying: list[str], pool: str | None, covariates, method: str,
                        strategies, holdout, prior_override, cutoff, seed, num_chains, num_samples, num_warmup,
                        effects, echo=print, warn=None, note=None):
-    """Fit a folder holding several configurations, save it, draw its figures; returns the
-    `PopulationResult`."""
+    """Fit a folder holding several configurations (`fit_population`), save the fit folder,
+    draw its figures, write report.html, print the headline numbers
+    (`bayesicl.demo_population.format_population_report`); returns the `PopulationResult`.
+    `bayesicl fit RUNS/` and `bayesicl demo --task urns-grid` both run this."""
+    from .. import plot, report
+    from ..demo_population import format_population_report     # the text report; the demo composes this
     from .population import fit_population
 
     warn = warn or (lambda line: print(line, file=sys.stderr))
     note = note or (lambda line: print(line, flush=True))
     clock = time.perf_counter()
     pool = pool or "partial"
-    note(f"{count} configurations ({', '.join(varying)} vary): pooling {pool}")
+    sampler = f", NUTS {num_chains} chains × {num_samples} draws" if method == "nuts" else ", MAP"
+    note(f"[1/4] evidence and fit: {count} configurations ({', '.join(varying)} vary), pooling {pool}{sampler}")
     result = fit_population(runs, pool=pool, covariates=covariates, method=method, seed=seed, num_chains=num_chains,
                             num_samples=num_samples, num_warmup=num_warmup, holdout=holdout, effects=effects,
                             priors=prior_override, progress=True, strategies=strategies, cutoff=cutoff)
-    folder = result.save(out)
-    from .. import plot
-
-    paths = plot.save_population(result, folder) if hasattr(plot, "save_population") else []
-    echo(format_population(result))
+    folder = Path(result.save(out))
+    note(f"[2/4] figures: drawing {len(plot.figures_for(result))} figures into {folder}")
+    paths = [Path(p) for p in plot.save_all(result, folder)]
+    note("[3/4] report: writing report.html")
+    page = report.write_report(result, folder / report.FILE_NAME, figures={p.stem: p.read_bytes() for p in paths})
+    note("[4/4] summary")
+    echo(format_population_report(result))
     for line in result.guards:
         warn(f"WARNING: {line}")
-    echo(f"wrote {folder}: summary.json, conditions.csv, configurations.csv, transitions.csv"
-         f"{', posterior.nc' if result.idata is not None else ''} and {len(paths)} figures "
-         f"({time.perf_counter() - clock:.0f} s)")
+    echo(f"wrote {folder}: summary.json, configurations.csv, conditions.csv, transitions.csv"
+         f"{', posterior.nc' if result.idata is not None else ''}, {len(paths)} figures and {page.name} "
+         f"(open it in a browser; every file is described in docs/outputs.md) ({time.perf_counter() - clock:.0f} s)")
     return result
-
-
-def format_population(result) -> str:
-    """The headline of a population fit: per configuration α, β, γ with 90% intervals, the
-    population's covariate effects B and the sampler's diagnostics."""
-    lines = [f"pool {result.pool}: {len(result.names)} configurations"]
-    for row in result.configurations.to_dict(orient="records"):
-        parts = [f"{k} {row[k]:.3g} [{row[k + '_low']:.3g}, {row[k + '_high']:.3g}]" for k in ("alpha", "beta", "gamma")]
-        lines.append(f"  {row['configuration']}: " + ", ".join(parts))
-    if result.population:
-        lines.append("population covariate effects B (per sd of the log setting), mean [90% interval]:")
-        for param, effects in result.population["B"].items():
-            text = ", ".join(f"{c} {v['mean']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" for c, v in effects.items())
-            lines.append(f"  {param}: {text}")
-    d = result.report.get("diagnostics") or {}
-    if d.get("r_hat_max") is not None:
-        lines.append(f"r_hat max {d['r_hat_max']:.3f}, bulk ESS min {d['ess_bulk_min']:.0f}, "
-                     f"divergences {d['divergences']}")
-    return "\n".join(lines)
 
 
 def predict_main(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ DEFAULT_STRATEGIES = ("M2", "G2", "M1", "G1")
 WEIGHT_GROUPS = {"w_mem": ("M1", "M2"), "w_bigram": ("M2", "G2")}
 
 #: log P is floored here so that a chain with P[u, v] = 0 gets a large finite penalty.
-LOG_FLOOR = urns.LOG_FLOOR
+LOG_PARAMETER_FLOOR = urns.LOG_PARAMETER_FLOOR
 #: Sequences per M2 kernel call ≈ this / D, so the (chunk, D) float32 state stays small.
 _MEMORIZING_ELEMENTS_PER_CHUNK = 2**19
 #: Sequences per G2 kernel call ≈ this / (T · V²) (the running transition counts, float64).
@@ -92,9 +92,9 @@ def memorizing_prior(task, pool: np.ndarray, probabilities: np.ndarray | None, *
         return urns.memorizing_prior_arrays(stationary_distributions(pool), probabilities)
     D, V = pool.shape[:2]
     with np.errstate(divide="ignore"):
-        log_pool = np.maximum(np.log(pool), LOG_FLOOR).reshape(D, V * V)
+        log_pool = np.maximum(np.log(pool), LOG_PARAMETER_FLOOR).reshape(D, V * V)
         log_prior = (np.zeros(D) if probabilities is None
-                     else np.maximum(np.log(probabilities), LOG_FLOOR))
+                     else np.maximum(np.log(probabilities), LOG_PARAMETER_FLOOR))
     log_transition = np.concatenate([log_pool.T, np.zeros((1, D))])         # (V·V + 1, D)
     return (jnp.asarray(log_transition, jnp.float32), jnp.asarray(pool.reshape(D, V * V), jnp.float32),
             jnp.asarray(log_prior, jnp.float32))

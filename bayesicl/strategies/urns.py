@@ -31,19 +31,19 @@ from .base import in_chunks
 
 #: log θ is floored here so that an urn with θ_v = 0 gets a large finite penalty for colour v
 #: (and 0 · log θ_v stays 0 for colours not yet seen) instead of −inf and NaN.
-LOG_FLOOR = -1.0e4
+LOG_PARAMETER_FLOOR = -1.0e4
 
 #: Sequences per kernel call ≈ this / D: the (chunk, D) float32 state then stays in cache.
 _MEMORIZING_ELEMENTS_PER_CHUNK = 2**19
 
 
 def memorizing_prior_arrays(pool: np.ndarray, probabilities: np.ndarray | None):
-    """(log θ (D, d), log prior (D,)) as float32 arrays, floored at `LOG_FLOOR`."""
+    """(log θ (D, d), log prior (D,)) as float32 arrays, floored at `LOG_PARAMETER_FLOOR`."""
     pool = np.asarray(pool, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        log_theta = np.maximum(np.log(pool), LOG_FLOOR)
+        log_theta = np.maximum(np.log(pool), LOG_PARAMETER_FLOOR)
         log_prior = (np.zeros(pool.shape[0]) if probabilities is None
-                     else np.maximum(np.log(probabilities), LOG_FLOOR))
+                     else np.maximum(np.log(probabilities), LOG_PARAMETER_FLOOR))
     return jnp.asarray(log_theta, jnp.float32), jnp.asarray(log_prior, jnp.float32)
 
 
