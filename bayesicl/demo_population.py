@@ -29,9 +29,10 @@ def run_population_demo(runs, out, seed: int = 0, echo=print, note=None, **sampl
 
     sampler = {**DEMO_SAMPLER, **sampler}
     count, varying = scan_configurations(runs)
-    result = run_population_fit(runs, Path(out), count, varying, "partial", None, "nuts", None, 0.2, None, "paper",
-                                seed, sampler["num_chains"], sampler["num_samples"], sampler["num_warmup"], None,
-                                echo=echo, warn=echo, note=note)
+    result = run_population_fit(runs, Path(out), count, varying, pool="partial", covariates=None, method="nuts",
+                                strategies=None, holdout=0.2, prior_override=None, cutoff="paper", seed=seed,
+                                num_chains=sampler["num_chains"], num_samples=sampler["num_samples"],
+                                num_warmup=sampler["num_warmup"], effects=None, echo=echo, warn=echo, note=note)
     echo(cross_validation_line(runs))
     return result
 

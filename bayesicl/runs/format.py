@@ -221,7 +221,7 @@ def declared_sizes(path: Path, data: bytes, group: str | None = None) -> dict[st
     try:
         with h5netcdf.File(io.BytesIO(data), "r") as handle:
             node = handle if group is None else handle.groups[group]
-            return {name: int(np.prod(variable.shape, dtype=np.int64)) for name, variable in node.variables.items()}
+            return _sizes(node)
     except Exception as error:  # h5py raises many types for a truncated or corrupt file
         raise BayesiclError(f"{path}: not a readable netCDF file (truncated or corrupt?): {_first_line(error)}") from None
 
@@ -242,8 +242,7 @@ def read_netcdf(path: Path, data: bytes, limits: Mapping[str, int], group: str |
     try:
         with h5netcdf.File(io.BytesIO(data), "r") as handle:
             node = handle if group is None else handle.groups[group]
-            declared = {name: int(np.prod(variable.shape, dtype=np.int64))
-                        for name, variable in node.variables.items()}
+            declared = _sizes(node)
             for name, limit in limits.items():
                 if declared.get(name, 0) > limit:
                     raise BayesiclError(f"{path}: variable {name!r} declares {declared[name]} values, more than "
@@ -257,6 +256,11 @@ def read_netcdf(path: Path, data: bytes, limits: Mapping[str, int], group: str |
         raise
     except Exception as error:  # h5py raises many types for a truncated or corrupt file
         raise BayesiclError(f"{path}: not a readable netCDF file (truncated or corrupt?): {_first_line(error)}") from None
+
+
+def _sizes(node) -> dict[str, int]:
+    """{variable: number of values its header declares} of an open h5netcdf group."""
+    return {name: int(np.prod(variable.shape, dtype=np.int64)) for name, variable in node.variables.items()}
 
 
 def _text(values: np.ndarray) -> np.ndarray:
