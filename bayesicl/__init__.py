@@ -13,6 +13,7 @@ torch; the reference transformers live in `bayesicl.transformers`.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 if "jax" not in sys.modules:           # BAYESICL_CHAIN_DEVICES: chains in parallel (bayesicl._host)
@@ -26,7 +27,7 @@ import jax  # noqa: E402
 # any JAX array is created, so it is set on import (see docs/decisions.md).
 jax.config.update("jax_enable_x64", True)
 
-from . import strategies, tasks  # noqa: E402
+from . import families, strategies, tasks  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .errors import BayesiclError  # noqa: E402
 from .tasks import task  # noqa: E402
@@ -38,8 +39,6 @@ _LAZY = {"fit": ".fit", "plot": ".plot", "evidence": ".evidence", "runs": ".runs
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return importlib.import_module(_LAZY[name], __name__)
     if name == "load_fit":
         from .fit import load_fit
@@ -48,4 +47,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'bayesicl' has no attribute {name!r}")
 
 
-__all__ = [*_LAZY, "load_fit", "__version__", "BayesiclError", "strategies", "task", "tasks"]
+__all__ = [*_LAZY, "load_fit", "__version__", "BayesiclError", "families", "strategies", "task", "tasks"]

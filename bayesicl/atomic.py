@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import BayesiclError
 
@@ -142,10 +145,6 @@ def _kind(mode: int) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    import math
-
-    import numpy as np
-
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

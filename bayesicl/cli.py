@@ -2,8 +2,10 @@
 plot, report, check.
 
 Every verb exits 0 on success and 1 on a usage or data error, printing one line on stderr
-(the traceback only with --debug). Verbs import their stage lazily so that `bayesicl fit`
-never imports torch.
+(the traceback only with --debug). The fit, plot, report and demo verbs import their stage
+when they run, so that building the parser (every call, `--help` included) does not load
+NumPyro, ArviZ and matplotlib; `train` and `sweep` import torch only when they run
+(`bayesicl.transformers.cli`).
 """
 
 from __future__ import annotations
@@ -15,24 +17,15 @@ from collections.abc import Callable, Sequence
 
 from ._version import __version__
 from .errors import BayesiclError, BayesiclWarning
+from .families import FAMILIES
+from .runs.check import check_main
+from .transformers.cli import add_sweep_arguments, add_train_arguments, sweep_main, train_main
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import demo_main
 
     return demo_main(args)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .transformers.cli import train_main
-
-    return train_main(args)
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    from .transformers.cli import sweep_main
-
-    return sweep_main(args)
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -57,12 +50,6 @@ def _plot(args: argparse.Namespace) -> int:
     from .plot.command import plot_main
 
     return plot_main(args)
-
-
-def _check(args: argparse.Namespace) -> int:
-    from .runs.check import check_main
-
-    return check_main(args)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -134,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     demo = verb("demo", _demo, "fit the rational model to the runs shipped in data/ and write the report")
-    demo.add_argument("--task", default="urns", choices=["urns", "regression", "classification", "markov", "urns-grid"],
+    shipped = [name for name, spec in FAMILIES.items() if spec.versioned] + ["urns-grid"]
+    demo.add_argument("--task", default="urns", choices=shipped,
                       help="which shipped runs to fit; urns-grid: the configuration grid, fitted with partial "
                            "pooling (default: %(default)s)")
     demo.add_argument("--out", default=None, help="output folder (default: demo-out/TASK)")
@@ -144,16 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     _add_convention_argument(demo)
 
-    train = verb("train", _train, "train one reference transformer per diversity and log its run")
-    sweep = verb("sweep", _sweep, "train a grid of runs (diversities × widths × lengths × seeds)")
-    try:
-        from .transformers.cli import add_sweep_arguments, add_train_arguments
-    except ImportError:  # torch missing: the verbs say so when run
-        train.add_argument("rest", nargs=argparse.REMAINDER)
-        sweep.add_argument("rest", nargs=argparse.REMAINDER)
-    else:
-        add_train_arguments(train)
-        add_sweep_arguments(sweep)
+    train = verb("train", train_main, "train one reference transformer per diversity and log its run")
+    sweep = verb("sweep", sweep_main, "train a grid of runs (diversities × widths × lengths × seeds)")
+    add_train_arguments(train)
+    add_sweep_arguments(sweep)
 
     fit = verb("fit", _fit, "fit (alpha, beta, gamma) to logged runs and write the report")
     fit.add_argument("runs", help="a run folder or a folder of runs")
@@ -194,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default=None, help="output folder (default: the fit folder)")
     plot.add_argument("--pdf", action="store_true", help="also write PDF files")
 
-    check = verb("check", _check, "validate a folder of logged runs and say what is wrong")
+    check = verb("check", check_main, "validate a folder of logged runs and say what is wrong")
     check.add_argument("runs", help="a run folder or a folder of runs")
 
     report = verb("report", _report, "write the report page (one self-contained HTML file) of a fit folder")

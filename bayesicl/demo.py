@@ -9,35 +9,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from . import observe, rational
+from .demo_population import POPULATION_TASKS, run_population_demo
 from .errors import BayesiclError
+from .families import FAMILIES
 from .fit.command import run_fit_command
-from .strategies import weight_groups
+from .report.text import (METRIC_LABELS, dominance_exchanges, family_metrics_report,  # noqa: F401
+                          format_report, strategies_report)
 
 #: Where the shipped demo runs live, per family (see data/README.md for how they were made).
 DATA_ROOT = Path(__file__).resolve().parents[1] / "data" / "runs"
-#: Run effects of the NUTS fit per shipped set, where the fit's default does not suit it. The
-#: markov set has one run per diversity and four strategies: per-run log-odds offsets ("run",
-#: the default with more than two strategies) are then confounded with D itself (measured:
-#: σ_run ≈ 2.2, 43 divergences, r̂ 1.02), so its demo fits the rational model without them.
-#: The classification set has the same confounding (one run per D): with run effects its fit had
-#: σ_run ≈ 1.9, 14 divergences and an ID correlation of 0.90 (the offsets absorb what K^β explains);
-#: without them 0 divergences, r̂ 1.005, correlation 0.96 (data/README.md).
-DEMO_EFFECTS = {"markov": "none", "classification": "none"}
-#: NUTS warm-up per chain of the demo fit where the fit's default (1 000) leaves divergent
-#: transitions. The regression set's posterior curves sharply as α → 1 (N^(1−α) flattens): with
-#: 1 000 warm-up steps 2 of its 4 000 draws diverged (at α ≈ 0.89, σ_logit ≈ 0.008); a target
-#: acceptance of 0.995 instead left none but r̂ 1.02; 1 500 warm-up steps (the mass matrix
-#: adapted on more draws) left none, r̂ 1.0035, and the demo 169 s on 2 idle cores (2 000: 199 s).
-DEMO_WARMUP = {"regression": 1500}
-#: The metrics the paper reports per family besides the correlation (docs/model.md#metrics),
-#: printed by the demo for the fit, held-out and all modeled conditions, ID and OOD.
-PAPER_METRICS = {"urns": ("tvd", "spearman"), "regression": ("r2", "mse"),
-                 "classification": ("tvd", "agreement")}
-METRIC_LABELS = {"tvd": "TVD", "spearman": "Spearman", "r2": "R²", "mse": "MSE", "agreement": "agreement",
-                 "kl": "KL"}
+#: Each family's spec says how its shipped set is fitted where the fit's defaults do not suit
+#: it (`FamilySpec.demo_fit`: run effects, NUTS warm-up). The text the demo prints is
+#: `bayesicl.report.text`'s.
 
 
 def demo_runs(task: str = "urns") -> Path:
@@ -63,8 +46,6 @@ def run_demo(task: str = "urns", out: str | Path | None = None, method: str = "n
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise BayesiclError(f"{out} already exists and is not empty (an earlier demo?); pass --force to "
                             "overwrite it or --out to write elsewhere")
-    from .demo_population import POPULATION_TASKS, run_population_demo
-
     if task in POPULATION_TASKS:          # several configurations: the partially pooled population fit
         if method != "nuts" or paper_compatible:
             raise BayesiclError(f"demo --task {task}: the population fit is NUTS with bayesicl's K convention "
@@ -72,165 +53,14 @@ def run_demo(task: str = "urns", out: str | Path | None = None, method: str = "n
         echo(f"bayesicl demo: fitting the rational model with partial pooling to the configurations in {runs}")
         return run_population_demo(runs, out, seed=seed, echo=echo, note=note)
     echo(f"bayesicl demo: fitting the rational model to the {task} runs in {runs}")
+    demo_fit = FAMILIES[task].demo_fit if task in FAMILIES else {}
     return run_fit_command(runs, out, method=method, seed=seed, echo=echo, warn=echo, note=note,
-                           effects=DEMO_EFFECTS.get(task) if method == "nuts" else None,
-                           num_warmup=DEMO_WARMUP.get(task, 1000), paper_compatible=paper_compatible)
-
-
-def format_report(result) -> str:
-    """The headline numbers of a fit as a short plain-text report."""
-    summary = result.summary()
-    identified = summary.get("identified", True)
-    lines = []
-    if not identified:
-        lines += ["!" * 78, "FIT NOT IDENTIFIED: these data do not determine (alpha, beta, gamma); the numbers",
-                  "below restate the priors/starting point, not a result (see the guards).", "!" * 78]
-    lines.append(f"task {summary['task']}  method {summary['method']}  cutoff N_0 = {summary['cutoff_step']}  "
-                 f"conditions fit/held-out = {summary['n_conditions']['fit']}/{summary['n_conditions']['heldout']}"
-                 f"  identified: {'yes' if identified else 'NO'}  K convention: "
-                 f"{summary.get('complexity_convention', 'bayesicl')}")
-    level = summary.get("interval_level", 0.9)
-    for name in ("alpha", "beta", "gamma"):
-        p = summary["params"][name]
-        interval = ("" if p.get("low") is None else f"  {level:.0%} interval [{p['low']:.4g}, {p['high']:.4g}]")
-        point = f"  (MAP {p['map']:.4g})" if p.get("map") is not None and p.get("low") is not None else ""
-        lines.append(f"  {name:<5} = {p['mean']:.4g}{interval}{point}")
-    diag = summary.get("diagnostics") or {}
-    if diag.get("r_hat_max") is not None:
-        lines.append(f"  r_hat max {diag['r_hat_max']:.4f}, ESS bulk min {diag['ess_bulk_min']:.0f}, "
-                     f"divergences {diag['divergences']}")
-    effects = summary.get("effects") or {}
-    if effects.get("sigma_run"):
-        sigma = effects["sigma_run"]
-        lines.append(f"  run effects ({effects['kind']}): sigma_run = {sigma['mean']:.3g} "
-                     f"[{sigma['low']:.3g}, {sigma['high']:.3g}] in log-odds"
-                     + (f", trend lag-1 correlation {effects['trend_corr']['mean']:.2f}" if effects.get("trend_corr") else ""))
-    coverage = summary.get("coverage")
-    if coverage:
-        cells = [f"{part} {split.upper()} {coverage[part][split]:.2f}" for part in ("fit", "heldout")
-                 for split in ("id", "ood") if coverage[part][split] is not None]
-        lines.append(f"observed weights inside their {level:.0%} predictive interval: " + ", ".join(cells))
-    elpd = summary.get("elpd")
-    if elpd:
-        cells = [f"{split.upper()} {elpd[split]['elpd']:.1f} ± {elpd[split]['se']:.1f}" for split in ("id", "ood")
-                 if elpd[split]["elpd"] is not None and elpd[split]["se"] is not None]
-        if cells:
-            lines.append("held-out log predictive density (elpd ± se): " + ", ".join(cells))
-    if identified:
-        lines.append("correlation of the expected vs observed M-weight:")
-        for part in ("fit", "heldout", "all"):
-            cells = []
-            for split in ("id", "ood"):
-                value = (summary["metrics"].get(part) or {}).get(split, {}).get("correlation")
-                cells.append(f"{split.upper()} {value:.3f}" if isinstance(value, (int, float)) else f"{split.upper()} n/a")
-            lines.append(f"  {part:<8} " + "   ".join(cells))
-        lines += family_metrics_report(summary)
-    else:
-        lines.append("correlations withheld: the fit is not identified (they would describe the prior)")
-    shown = []
-    for row in summary.get("transition_steps") or []:
-        n = row["transition_step"]
-        text = ("∞" if n == "inf" else "n/a" if n is None else "0" if n == 0 else f"{n:,.0f}")
-        shown.append(f"D={int(row['diversity'])}: {text}" + ("*" if row.get("extrapolated") else ""))
-    what = "posterior median" if summary["method"] == "nuts" else "MAP"
-    lines.append(f"predicted transition steps N*(D) ({what}; * beyond the last trained step): " + ", ".join(shown))
-    if len(result.strategies) > 2:
-        lines += strategies_report(result)
-    return "\n".join(lines)
-
-
-def family_metrics_report(summary: dict) -> list[str]:
-    """Report lines with the family's metrics of the predicted mixture against the network
-    (`PAPER_METRICS`; those of the summary for other families) per subset and split.
-
-    >>> leaf = {"r2": 0.5, "mse": 0.25, "correlation": 0.9}
-    >>> summary = {"task": "regression", "metrics": {p: {"id": leaf, "ood": leaf} for p in ("fit", "heldout", "all")}}
-    >>> print("\\n".join(family_metrics_report(summary)[:2]))
-    R², MSE of the predicted mixture vs the network:
-      fit      ID 0.500 0.2500   OOD 0.500 0.2500
-    """
-    metrics = summary.get("metrics") or {}
-    names = PAPER_METRICS.get(summary.get("task"))
-    if names is None:
-        leaf = (metrics.get("all") or {}).get("id") or {}
-        names = tuple(k for k, v in leaf.items() if k in METRIC_LABELS and isinstance(v, (int, float)))
-    if not names:
-        return []
-    lines = [", ".join(METRIC_LABELS[n] for n in names) + " of the predicted mixture vs the network:"]
-    for part in ("fit", "heldout", "all"):
-        cells = []
-        for split in ("id", "ood"):
-            leaf = (metrics.get(part) or {}).get(split) or {}
-            values = [leaf.get(n) for n in names]
-            cells.append(f"{split.upper()} " + " ".join(
-                (f"{v:.4f}" if n == "mse" else f"{v:.3f}") if isinstance(v, (int, float)) and v == v else "n/a"
-                for n, v in zip(names, values)))
-        lines.append(f"  {part:<8} " + "   ".join(cells))
-    return lines
-
-
-def strategies_report(result, split: str = "id") -> list[str]:
-    """Report lines of a fit with more than two strategies: the correlation of predicted vs
-    observed summed weights of the family's groups (markov: w_mem, w_bigram) per subset, the
-    number of (D, N) cells each strategy dominates, observed and predicted, and N* for every
-    pair of strategies that exchange dominance along N at some logged D."""
-    strategies = list(result.strategies)
-    rows = result.conditions[result.conditions["split"] == split]
-    observed = rows[[f"observed_{s}" for s in strategies]].to_numpy(float)
-    predicted = rows[[f"predicted_{s}" for s in strategies]].to_numpy(float)
-    lines = []
-    groups = weight_groups(result.task)
-    if groups:
-        seen = observe.summed_weights(observed, strategies, groups)
-        model = observe.summed_weights(predicted, strategies, groups)
-        modeled, in_fit = rows["modeled"].to_numpy(bool), rows["in_fit"].to_numpy(bool)
-        subsets = {"fit": modeled & in_fit, "heldout": modeled & ~in_fit, "all": modeled}
-        lines.append(f"correlation of predicted vs observed summed weights ({split.upper()}):")
-        for part, mask in subsets.items():
-            cells = [f"{name} {_correlation(seen[name][mask], model[name][mask])}" for name in groups]
-            lines.append(f"  {part:<8} " + "   ".join(cells))
-    counts = []
-    for s in strategies:
-        o = int((observe.dominant_strategy(observed, strategies) == s).sum())
-        p = int((observe.dominant_strategy(predicted, strategies) == s).sum())
-        counts.append(f"{s} {o}/{p}")
-    lines.append(f"cells (D, N) where each strategy dominates, observed/predicted ({split.upper()}, "
-                 f"every checkpoint): " + ", ".join(counts))
-    exchanges = dominance_exchanges(result)
-    shown = "; ".join(f"{a}→{b} at D={d}: {n:,.0f}" for d, a, b, n in exchanges) or "none"
-    lines.append(f"predicted N* where the dominant strategy changes: {shown}")
-    return lines
-
-
-def dominance_exchanges(result, steps=None) -> list[tuple[int, str, str, float]]:
-    """(D, from, to, N*) for each change of the predicted dominant strategy along N at each
-    logged D, N* being where the two strategies' weights are equal (docs/model.md, transition
-    step). `steps`: the N grid searched (default 1 … 10⁸, 400 points on a log scale)."""
-    strategies = list(result.strategies)
-    steps = np.geomspace(1, 1e8, 400) if steps is None else np.asarray(steps, dtype=float)
-    loss, complexity = result.loss[strategies], result.complexity[strategies]
-    params = tuple(result.params[k] for k in rational.PARAMETERS)
-    found = []
-    for diversity in loss.index:
-        _, w = rational.log_weights(params, loss.loc[diversity].to_numpy()[None, :],
-                                    complexity.loc[diversity].to_numpy()[None, :], steps)
-        winner = np.argmax(np.asarray(w), axis=-1)
-        for k in np.flatnonzero(winner[1:] != winner[:-1]):
-            a, b = strategies[winner[k]], strategies[winner[k + 1]]
-            crossing = result.transition_steps((a, b))
-            found.append((int(diversity), a, b,
-                          float(crossing.loc[crossing["diversity"] == diversity, "transition_step"].iloc[0])))
-    return found
-
-
-def _correlation(a, b) -> str:
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3 or np.std(a[keep]) == 0 or np.std(b[keep]) == 0:
-        return "n/a"
-    return f"{np.corrcoef(a[keep], b[keep])[0, 1]:.3f}"
+                           effects=demo_fit.get("effects") if method == "nuts" else None,
+                           num_warmup=demo_fit.get("num_warmup", 1000), paper_compatible=paper_compatible)
 
 
 def demo_main(args: argparse.Namespace) -> int:
+    """The `bayesicl demo` verb (arguments as built by `bayesicl.cli`)."""
     run_demo(task=args.task, out=args.out, method=args.method, seed=args.seed, force=args.force,
              paper_compatible=bool(getattr(args, "paper_compatible", False)))
     return 0

@@ -45,12 +45,14 @@ import pandas as pd
 
 from . import observe
 from .errors import BayesiclError
+from .evidence.statistics import PREPARED_BYTES, sequence_chunk
+from .families import family_spec
 from .seeds import stream
 
 SPLITS = ("id", "ood")
 SUBSETS = ("fit", "heldout", "all")
-#: Metrics per family (the family's "other" metrics of docs/model.md#metrics, plus the fit's objective).
-FAMILY_METRICS = {"regression": ("r2", "mse"), "classification": ("tvd", "agreement", "kl")}
+#: Metrics of a family whose spec names none (`bayesicl.families.FamilySpec.metrics`: the
+#: family's "other" metrics of docs/model.md#metrics, plus the fit's objective).
 DEFAULT_METRICS = ("tvd", "spearman", "kl")
 #: Floats per chunk of conditions (bounds memory).
 CHUNK_FLOATS = 1 << 23
@@ -58,7 +60,7 @@ CHUNK_FLOATS = 1 << 23
 
 def metric_names(evidence) -> tuple[str, ...]:
     """The per-condition metrics of the evidence's family."""
-    return FAMILY_METRICS.get(evidence.task.family, DEFAULT_METRICS)
+    return family_spec(evidence.task).metrics or DEFAULT_METRICS
 
 
 def condition_metrics(evidence, predicted_weights) -> pd.DataFrame:
@@ -251,8 +253,6 @@ def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]]) -> 
     splits = evidence.splits
     scored = evidence.scored
     num_conditions = evidence.num_conditions
-    from .evidence.statistics import PREPARED_BYTES, sequence_chunk
-
     sums = {(name, split, metric): np.zeros(num_conditions) for name in predictors for split in SPLITS
             for metric in names}
     counts = {key: np.zeros(num_conditions) for key in sums}

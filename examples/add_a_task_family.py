@@ -9,13 +9,14 @@ skewed, so its generalizing strategy is not the built-in one.
 
 What the library needs from a new family, and what it then does by itself:
 
-1. the task (`bayesicl.tasks.register`): a frozen dataclass that draws pools and sequences;
-2. its strategies (`bayesicl.strategies.register`): memorizing M (a posterior over the D
-   training urns) and generalizing G (the Dirichlet(c·π) posterior mean (c_v(t) + c·π_v) /
-   (t + c)), each with a short canonical reference implementation whose compressed source is
-   K_code, and its prior parameters (the pool for M, the d concentrations c·π for G) whose
-   compressed bytes are K_data;
-3. its loss for L̄ (`bayesicl.strategies.register_loss`): KL(θ ‖ p̂_t) per row.
+1. the task: a frozen dataclass that draws pools and sequences;
+2. its strategies: memorizing M (a posterior over the D training urns) and generalizing G
+   (the Dirichlet(c·π) posterior mean (c_v(t) + c·π_v) / (t + c)), each with a short
+   canonical reference implementation whose compressed source is K_code, and its prior
+   parameters (the pool for M, the d concentrations c·π for G) whose compressed bytes are K_data;
+3. its loss for L̄: KL(θ ‖ p̂_t) per row;
+4. one `bayesicl.families.FamilySpec` that names them, registered with `register_family`,
+   the path the built-in families take too (`bayesicl/strategies/urns.py`).
 
 Then `bayesicl.strategies.loss` and `complexity` give L̄_s(D) and K_s(D), a synthetic
 "transformer" behaves as the rational model says at known (α, β, γ), with a little noise,
@@ -45,6 +46,7 @@ from bayesicl import rational
 from bayesicl.atomic import atomic_path
 from bayesicl.errors import BayesiclError
 from bayesicl.evidence import evidence_from_arrays
+from bayesicl.families import FamilySpec, StrategyBuilder, register_family
 from bayesicl.seeds import stream
 
 FAMILY = "zipfian_urns"
@@ -54,7 +56,6 @@ TRUE_PARAMS = {"alpha": 0.5, "beta": 0.3, "gamma": 1.0}
 
 # -- 1. the task family ---------------------------------------------------------------------------
 
-@bic.tasks.register
 @dataclasses.dataclass(frozen=True)
 class ZipfianUrns(bic.tasks.Task):
     """Urns over a Zipfian vocabulary: θ ~ Dirichlet(c·π), π_v ∝ (v + 1)^(−s). A pool is (D, d)."""
@@ -166,13 +167,18 @@ def urn_kl(task: ZipfianUrns, log_probs: np.ndarray, batch: Mapping[str, Any]) -
     return (xlogy(theta, theta) - theta * log_probs).sum(-1)
 
 
-bic.strategies.register(FAMILY, "memorizing", memorizing, source=memorizing_reference)
-bic.strategies.register(FAMILY, "generalizing", generalizing, source=generalizing_reference,
-                        parameters=lambda task, pool: task.prior_concentrations)
-bic.strategies.register_loss(FAMILY, urn_kl)
+# -- 5. the family's spec: everything the stages ask about it, registered as urns registers ---------
+
+register_family(FamilySpec(
+    FAMILY, ZipfianUrns, loss=urn_kl,
+    strategies={"memorizing": StrategyBuilder(FAMILY, "memorizing", memorizing, source=memorizing_reference),
+                "generalizing": StrategyBuilder(FAMILY, "generalizing", generalizing,
+                                                source=generalizing_reference,
+                                                parameters=lambda task, pool: task.prior_concentrations)},
+    output_dims=("position", "token"), input_dims={"tokens": ("slot",), "theta": ("token",)}))
 
 
-# -- 5. a synthetic "transformer" that follows the rational model --------------------------------
+# -- 6. a synthetic "transformer" that follows the rational model --------------------------------
 
 def synthetic_transformer(m: np.ndarray, g: np.ndarray, weight_m: float, noise: float,
                           rng: np.random.Generator) -> np.ndarray:

@@ -21,9 +21,7 @@ import zstandard
 import bayesicl as bic
 from bayesicl.errors import BayesiclError
 from bayesicl.evidence import evidence_from_arrays
-from bayesicl.strategies.base import REGISTERED
-from bayesicl.strategies.loss import FAMILY_LOSSES
-from bayesicl.tasks import FAMILIES
+from bayesicl.families import FAMILIES, register_family, unregister_family
 
 FAMILY = "coins_test_extension"
 
@@ -109,10 +107,7 @@ def coins():
                             parameters=lambda task, pool: np.ones(2))
     bic.strategies.register_loss(FAMILY, kl_loss)
     yield bic.task(FAMILY, num_dims=2, context_length=12)
-    for kind in ("memorizing", "generalizing", "constant"):
-        REGISTERED.pop((FAMILY, kind), None)
-    FAMILY_LOSSES.pop(FAMILY, None)
-    FAMILIES.pop(FAMILY, None)
+    unregister_family(FAMILY)
 
 
 def test_registered_strategies_are_called_like_built_in_ones(coins):
@@ -266,6 +261,6 @@ def test_registered_families_refuse_what_they_cannot_do(coins):
     with pytest.raises(BayesiclError, match="NaN"):
         bic.strategies.constant(coins)(batch)
     # Without a registered loss there is no L̄.
-    FAMILY_LOSSES.pop(FAMILY)
+    register_family(dataclasses.replace(FAMILIES[FAMILY], loss=None))
     with pytest.raises(BayesiclError, match="register_loss"):
         bic.strategies.loss(coins, bic.strategies.generalizing(coins), pool, num_sequences=4)

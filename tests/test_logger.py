@@ -11,6 +11,7 @@ from bayesicl.errors import BayesiclError
 from bayesicl.runs import format as fmt
 from bayesicl.runs import open_run
 from bayesicl.transformers import train as train_module
+from bayesicl.transformers.checkpoints import load_state
 from bayesicl.transformers.logger import BackgroundWriter
 from bayesicl.transformers.presets import load_recipe
 
@@ -64,7 +65,7 @@ def test_a_write_error_during_training_ends_train_run_with_that_error_and_no_lat
     assert "\n" not in str(error.value)
     run = next(tmp_path.iterdir())
     assert open_run(run).steps.tolist() == [20]      # the checkpoint before the failure is complete
-    state = train_module.load_state(run)
+    state = load_state(run)
     assert state is not None and state.step == 20    # and the resume state still points at it
 
 

@@ -30,4 +30,4 @@ def test_the_sampler_is_built_with_the_family_target_acceptance(monkeypatch, fam
     with pytest.raises(SamplerBuilt):
         fit(evidence, method="nuts", holdout=0.0, random_starts=1)
     assert seen["target_accept"] == expected
-    assert nuts.FAMILY_TARGET_ACCEPT.get(family, nuts.TARGET_ACCEPT) == expected
+    assert nuts.family_target_accept(task) == expected

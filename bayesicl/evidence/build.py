@@ -23,7 +23,12 @@ import numpy as np
 
 from .. import observe
 from ..errors import BayesiclError
+from ..families import family_spec
+from ..runs import Run
+from ..strategies import default_strategies
+from ..strategies.base import code_fingerprint
 from . import cache as store
+from . import stored
 from .stream import LazyRun, RunSource, open_lazy_runs, run_splits
 from .table import Evidence, _condition_index, _scored_mask, _split_names, assemble, check_cutoff
 from .terms import make_strategy, paper_compatible as _check_convention, terms_table
@@ -61,8 +66,6 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
     >>> ev.conditions["observed_weight_id"].round(3).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
-    from ..runs import Run
-
     check_cutoff(cutoff)
     if isinstance(runs_dir_or_list, (str, os.PathLike)):
         runs = open_lazy_runs(runs_dir_or_list)
@@ -76,9 +79,6 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
         raise BayesiclError(f"{where}: no runs to build evidence from")
     runs = sorted(runs, key=lambda r: (r.diversity, _seed(r.seed), str(r.path)))
     _check_runs(runs, where)
-    from ..strategies import default_strategies
-    from ..strategies.base import code_fingerprint
-
     strategies = tuple(strategies) if strategies else default_strategies(runs[0].task)
     runs_hash = store.key("runs", sorted(r.content_hash for r in runs))
 
@@ -87,14 +87,14 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
     _check_convention(complexity_convention)                  # refuses an unknown convention
     # One entry for every K convention: K is cheap, the strategies' outputs are not, so a
     # stored entry of the other convention only gets its terms recomputed (L̄ from its cache).
-    entry = store.key("evidence", store.EVIDENCE_FORMAT, runs_hash, strategies, cutoff, loss_sequences,
+    entry = store.key("evidence", stored.EVIDENCE_FORMAT, runs_hash, strategies, cutoff, loss_sequences,
                       code_fingerprint(runs[0].task.family, strategies))
     task = runs[0].task
     zipf = runs[0].meta.get("zipf")
     pools = {(r.diversity, r.seed if isinstance(r.seed, int) else tuple(r.seed)): r.pool for r in runs}
     splits = run_splits(runs[0])
     if cache:
-        found = store.load_evidence(entry, runs, splits)
+        found = stored.load_evidence(entry, runs, splits)
         if found is not None:
             if found.complexity_convention == complexity_convention and found.loss_difference is not None:
                 return found
@@ -103,15 +103,16 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
             return dataclasses.replace(found, complexity=terms.complexity, loss_difference=terms.loss_difference,
                                        loss_difference_se=terms.loss_difference_se,
                                        complexity_convention=complexity_convention)
-    kind = "predictions" if task.family == "regression" else "log_probs"
+    spec = family_spec(task)
+    kind = spec.output_kind
     strategy_outputs = [np.stack([
         np.stack([_strategy_output(make_strategy(task, k, run.pool, zipf), run.inputs[s], task, kind)
                   for s in splits]) for k in strategies])
         for run in _progress(runs, progress, "strategies on the runs' inputs")]
     targets = None
-    if task.family == "regression":
-        targets = [np.stack([np.asarray(run.inputs[s]["y"], dtype=np.float32)[..., None] for s in splits])
-                   for run in runs]
+    if spec.target_key is not None:
+        targets = [np.stack([np.asarray(run.inputs[s][spec.target_key], dtype=np.float32)[..., None]
+                             for s in splits]) for run in runs]
     diversity, step, seed, run_index = [], [], [], []
     for index, run in enumerate(runs):
         steps = np.asarray(run.steps, dtype=np.int64)
@@ -133,10 +134,10 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
                         progress=(lambda items: _progress(list(items), progress, "checkpoints: distances and objective"))
                         if progress else None)
     if cache:
-        stored = store.store_evidence(entry, evidence)
-        if stored is not None:      # the strategies' outputs are read back from the cache when needed
-            evidence = dataclasses.replace(evidence, source=RunSource(runs, splits, store.strategy_reader(stored),
-                                                                      targets))
+        entry_folder = stored.store_evidence(entry, evidence)
+        if entry_folder is not None:      # the strategies' outputs are read back from the cache when needed
+            reader = stored.strategy_reader(entry_folder)
+            evidence = dataclasses.replace(evidence, source=RunSource(runs, splits, reader, targets))
     return evidence
 
 

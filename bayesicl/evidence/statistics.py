@@ -30,11 +30,11 @@ import pandas as pd
 import xarray as xr
 
 from .. import observe
+from .tabulation import CHUNK_ENTRIES, NODES, chebyshev_nodes, curve_sums
+from .tabulation import quadratic_tables as condition_quadratics
 
 #: Splits whose distances enter the table (and, ID only, the fit).
 DISTANCE_SPLITS = ("id", "ood")
-#: Token entries per tabulation chunk (bounds memory at ~nodes × this × 8 bytes).
-CHUNK_ENTRIES = 1 << 15
 #: Floats per chunk of a block's conditions × sequences (bounds the temporaries, ~32 MB each).
 CHUNK_FLOATS = 1 << 22
 #: Most sequences of one condition (per split) handled at once. Distances, observed weights,
@@ -243,9 +243,7 @@ def quadratic_tables(transformer: np.ndarray, strategies: np.ndarray) -> dict[st
     transformer (c, B, P', 1), strategies (S, B, P', 1) → quadratic_star (c,),
     quadratic_center (c, S − 1), quadratic_matrix (c, S − 1, S − 1).
     """
-    from ..fit.objective import _quadratic_tables
-
-    tables = _quadratic_tables(transformer, strategies[None], np.zeros(transformer.shape[0], dtype=np.int64))
+    tables = condition_quadratics(transformer, strategies[None], np.zeros(transformer.shape[0], dtype=np.int64))
     return {"quadratic_star": np.asarray(tables["star"]), "quadratic_center": np.asarray(tables["center"]),
             "quadratic_matrix": np.asarray(tables["matrix"])}
 
@@ -295,8 +293,6 @@ def collect(source, strategies: Sequence[str], output_kind: str, scored: np.ndar
             progress=None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Stream `source` once: (the per-condition columns of `bayesicl.evidence.Evidence`'s
     table, the statistics' variables {name: (dims, values)})."""
-    from ..fit.objective import NODES, chebyshev_nodes
-
     grid = chebyshev_nodes(NODES if nodes is None else nodes)
     columns: dict[str, np.ndarray] = {}
     tables: dict[str, np.ndarray] = {}
@@ -339,9 +335,7 @@ def _distance_sum(a: observe.Prepared, b: observe.Prepared) -> np.ndarray:
 
 def _curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sums behind ρ for a chunk of sequences of M and G (2, b, P', O), as
-    `bayesicl.fit.observation.curve_sums`, which `_skl_curve` uses on whole conditions."""
-    from ..fit.observation import curve_sums
-
+    `bayesicl.evidence.tabulation.curve_sums`."""
     return curve_sums(pair, grid)
 
 

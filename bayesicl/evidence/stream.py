@@ -31,6 +31,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import BayesiclError
+from ..families import family_spec
+from ..runs import format as fmt
+from ..runs import reader
+from ..runs.reader import SkippedFolderWarning, find_runs, skipped_folders
 
 #: Bytes of float32 transformer outputs per block of checkpoints (the working set of a pass).
 BLOCK_BYTES = 32 << 20
@@ -70,8 +74,6 @@ class LazyRun:
     @property
     def settings(self) -> dict[str, Any]:
         """As `bayesicl.runs.Run.settings`."""
-        from ..runs import format as fmt
-
         return {"task": dict(self.meta["task"]), "zipf": self.meta.get("zipf"),
                 "config": fmt.setting_config(self.config)}
 
@@ -82,8 +84,6 @@ class LazyRun:
     def checkpoint(self, index: int) -> np.ndarray:
         """The outputs of checkpoint `index` (split, sequence, ...) in the stored precision,
         validated as `open_run` validates them; refuses a file changed since it was opened."""
-        from ..runs import reader
-
         file, step = self.files[index], int(self.steps[index])
         read = reader._read_checkpoint(file, step, self.meta, self.task)
         if read["digest"] != self.digests[index]:
@@ -97,9 +97,6 @@ def open_lazy(path: str | Path) -> LazyRun:
     Checks run.json, inputs.nc, the checkpoint file names and loss.csv as `open_run` does;
     each checkpoint's contents are checked when `LazyRun.checkpoint` reads it.
     """
-    from ..runs import format as fmt
-    from ..runs import reader
-
     path = Path(path)
     meta, task = reader._read_meta(path)
     inputs = reader._read_inputs(path / fmt.INPUTS, meta, task)
@@ -118,9 +115,6 @@ def open_lazy(path: str | Path) -> LazyRun:
 
 def open_lazy_runs(directory: str | Path) -> list[LazyRun]:
     """Every run below `directory`, opened lazily (as `bayesicl.runs.open_runs` finds them)."""
-    from ..runs import format as fmt
-    from ..runs.reader import SkippedFolderWarning, find_runs, skipped_folders
-
     paths = find_runs(directory)
     if not paths:
         raise BayesiclError(f"{directory}: no runs found (no {fmt.RUN_JSON} in it or below it)")
@@ -136,12 +130,19 @@ def run_splits(run) -> list[str]:
     return [str(s) for s in run.outputs.coords["split"].values]
 
 
-def as_evidence_layout(values: np.ndarray, family: str) -> np.ndarray:
-    """Stored outputs (…, split, sequence, ...) as (…, split, sequence, position, output)."""
-    if family == "regression":
-        return values[..., None]                       # output axis of length 1
-    if family == "classification":
+def as_evidence_layout(values: np.ndarray, output_dims: Sequence[str]) -> np.ndarray:
+    """Stored outputs (…, split, sequence, *output_dims) as (…, split, sequence, position,
+    output), from the family's output dims (`bayesicl.families.FamilySpec.output_dims`).
+
+    >>> as_evidence_layout(np.zeros((2, 3, 5)), ("position",)).shape        # predictions
+    (2, 3, 5, 1)
+    >>> as_evidence_layout(np.zeros((2, 3, 4)), ("label",)).shape           # one query
+    (2, 3, 1, 4)
+    """
+    if "position" not in output_dims:
         return values[..., None, :]                    # the query position
+    if len(output_dims) == 1:
+        return values[..., None]                       # output axis of length 1
     return values
 
 
@@ -180,15 +181,15 @@ class RunSource:
         """(condition rows, outputs (c, split, B, P, O) float32) of run r, block by block."""
         run = self.runs[r]
         rows = self._rows[r]
-        family = run.task.family
+        output_dims = family_spec(run.task).output_dims
         if isinstance(run, LazyRun):
             stored = run_splits(run)
             take = [stored.index(s) for s in self.splits]
             start = 0
             while start < rows.size:
-                first = as_evidence_layout(np.asarray(run.checkpoint(start)[take], dtype=np.float32), family)
+                first = as_evidence_layout(np.asarray(run.checkpoint(start)[take], dtype=np.float32), output_dims)
                 size = block_size(first.size, self.block_bytes)
-                block = [first] + [as_evidence_layout(np.asarray(run.checkpoint(i)[take], dtype=np.float32), family)
+                block = [first] + [as_evidence_layout(np.asarray(run.checkpoint(i)[take], dtype=np.float32), output_dims)
                                    for i in range(start + 1, min(start + size, rows.size))]
                 yield rows[start:start + len(block)], np.stack(block)
                 start += len(block)
@@ -198,7 +199,7 @@ class RunSource:
         size = block_size(per_checkpoint, self.block_bytes)
         for start in range(0, rows.size, size):
             values = np.asarray(outputs.values[start:start + size], dtype=np.float32)
-            yield rows[start:start + size], as_evidence_layout(values, family)
+            yield rows[start:start + size], as_evidence_layout(values, output_dims)
 
 
 class ArraySource:

@@ -26,15 +26,13 @@ import xarray as xr
 
 from .. import observe
 from ..errors import BayesiclError
+from ..families import family_spec
 from ..tasks import Task
 from ..tasks import task as make_task
 from .statistics import DISTANCE_SPLITS, RunObserver, collect, statistics_dataset
 from .stream import ArraySource
-from .terms import paper_compatible, reference_strategy
-
-#: docs/model.md#cutoff: q of the paper's cutoff rule (0.1 for regression).
-CUTOFF_Q = {"regression": 0.1}
-DEFAULT_CUTOFF_Q = 0.2
+from .tabulation import chebyshev_nodes
+from .terms import paper_compatible, reference_strategy, terms_table
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,7 +150,7 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
     """
     task = make_task(task) if isinstance(task, str) else task
     strategies = tuple(str(s) for s in strategies)
-    output_kind = "predictions" if task.family == "regression" else "log_probs"
+    output_kind = family_spec(task).output_kind
     transformer = np.asarray(transformer)
     strategy_outputs = np.asarray(strategy_outputs)
     if len(strategies) < 2 or len(set(strategies)) != len(strategies):
@@ -190,8 +188,6 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
         if pools is None:
             raise BayesiclError("give loss and complexity (index diversity, one column per "
                                 "strategy) or the pools to compute them from")
-        from .terms import terms_table
-
         computed = terms_table(task, strategies, pools, num_sequences=loss_sequences, cache=cache,
                                complexity_convention=complexity_convention)
         if loss is None and loss_difference is None:
@@ -212,7 +208,7 @@ def assemble(task: Task, strategies: tuple[str, ...], source, table: pd.DataFram
     """The `Evidence` of the conditions `table` (condition, run, diversity, seed, step) whose
     outputs `source` yields: one streamed pass (`bayesicl.evidence.statistics.collect`),
     the terms per diversity checked, the cutoff applied."""
-    output_kind = "predictions" if task.family == "regression" else "log_probs"
+    output_kind = family_spec(task).output_kind
     columns, variables = collect(source, strategies, output_kind, scored, len(table), progress=progress)
     table = pd.concat([table, columns], axis=1)
     diversities = np.sort(table["diversity"].unique())
@@ -225,7 +221,7 @@ def assemble(task: Task, strategies: tuple[str, ...], source, table: pd.DataFram
         loss_difference_se = _per_diversity(loss_difference_se, "loss_difference_se", strategies, diversities)
 
     if cutoff == "paper":
-        first_modeled = observe.cutoff_step(table, CUTOFF_Q.get(task.family, DEFAULT_CUTOFF_Q))
+        first_modeled = observe.cutoff_step(table, family_spec(task).cutoff_quantile)
     elif cutoff == "all":
         first_modeled = int(table["step"].min())
     else:
@@ -265,8 +261,6 @@ def observe_conditions(transformer: np.ndarray, strategy_outputs: np.ndarray, ru
     ...                    "log_probs", np.ones(2, bool))["interpolation_distance_id"].round(9).tolist()
     [0.0]
     """
-    from ..fit.objective import chebyshev_nodes
-
     run = np.asarray(run)
     columns: dict[str, np.ndarray] = {}
     for r in range(strategy_outputs.shape[0]):
@@ -295,8 +289,7 @@ def _split_names(task: Task, splits, size: int) -> tuple[str, ...]:
 def _scored_mask(task: Task, scored, num_positions: int) -> np.ndarray:
     if scored is None:
         scored = np.ones(num_positions, dtype=bool)
-        if task.family == "markov":
-            scored[0] = False   # docs/model.md#markov-chains: row 0 has no previous state and is not scored
+        scored[:family_spec(task).first_scored_row] = False     # markov: row 0 (docs/model.md#markov-chains)
     scored = np.asarray(scored, dtype=bool)
     if scored.shape != (num_positions,) or not scored.any():
         raise BayesiclError(f"scored mask must be a ({num_positions},) bool array selecting a position")

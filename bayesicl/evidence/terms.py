@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import strategies as library
 from ..errors import BayesiclError
+from ..strategies.base import code_fingerprint
 from ..tasks import Task
 from . import cache as store
 
@@ -33,8 +35,6 @@ def make_strategy(task: Task, kind: str, pool: Any, zipf: float | None = None):
     >>> g(task.sample(task.pool(2, seed=0), 1, seed=0)).shape
     (1, 4, 3)
     """
-    from .. import strategies as library
-
     return library.for_task(task, pool, names=(kind,), zipf=zipf)[kind]
 
 
@@ -213,9 +213,6 @@ def _cached_losses(task: Task, strategies: tuple[str, ...], reference: str | Non
                    num_sequences: int | None, seed: Any, zipf: float | None,
                    cache: bool) -> dict[str, dict[str, float]]:
     """{"loss", "loss_se", "difference", "difference_se"} → {strategy: value} for one pool."""
-    from .. import strategies as library
-    from ..strategies.base import code_fingerprint
-
     entry = store.key("paired_losses", task.settings, strategies, reference, _pool_digest(pool),
                       num_sequences, seed, zipf, code_fingerprint(task.family, strategies))
     wanted = {"loss", "loss_se", "difference", "difference_se"}
@@ -240,9 +237,6 @@ def _cached_losses(task: Task, strategies: tuple[str, ...], reference: str | Non
 
 def _cached_complexity(task: Task, strategies: tuple[str, ...], pool: Any, zipf: float | None,
                        paper: bool, cache: bool) -> dict[str, float]:
-    from .. import strategies as library
-    from ..strategies.base import code_fingerprint
-
     entry = store.key("complexity", task.settings, strategies, _pool_digest(pool), zipf, paper,
                       code_fingerprint(task.family, strategies))
     if cache:

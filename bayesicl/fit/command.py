@@ -16,8 +16,10 @@ from pathlib import Path
 from .. import plot, report
 from ..errors import BayesiclError
 from ..evidence import build_evidence
+from ..report.text import format_report
 from .folder import check_out_folder
 from .pipeline import fit
+from .population_command import parse_covariates, run_population_fit, scan_configurations
 
 
 def parse_complexity_overrides(items: Sequence[str]) -> dict[tuple[str, int], float] | dict:
@@ -92,8 +94,6 @@ def run_fit_command(runs, out=None, method: str = "nuts", strategies=None,
     if cutoff_step is not None and (isinstance(cutoff_step, bool) or int(cutoff_step) < 0):
         raise BayesiclError(f"--cutoff-step {cutoff_step}: must be an integer ≥ 0")
     cutoff = "all" if all_steps else ("paper" if cutoff_step is None else int(cutoff_step))
-    from .population_command import run_population_fit, scan_configurations
-
     count, varying = scan_configurations(runs)
     if count > 1:
         if k_override or variant or paper_compatible:
@@ -117,8 +117,6 @@ def run_fit_command(runs, out=None, method: str = "nuts", strategies=None,
     paths = [Path(p) for p in plot.save_all(result, folder)]
     note("[4/4] report: writing report.html")
     page = report.write_report(result, folder / report.FILE_NAME, figures={p.stem: p.read_bytes() for p in paths})
-    from ..demo import format_report  # the demo's text report; demo.py composes this command
-
     echo(format_report(result))
     for line in result.guards:
         warn(f"WARNING: {line}")
@@ -137,11 +135,6 @@ def fit_main(args: argparse.Namespace) -> int:
                     num_chains=args.chains, num_samples=args.draws, num_warmup=args.warmup,
                     effects=getattr(args, "effects", None),
                     paper_compatible=bool(getattr(args, "paper_compatible", False)),
-                    pool=getattr(args, "pool", None), covariates=_covariates(getattr(args, "covariates", None)))
+                    pool=getattr(args, "pool", None),
+                    covariates=parse_covariates(getattr(args, "covariates", None)))
     return 0
-
-
-def _covariates(text):
-    from .population_command import parse_covariates
-
-    return parse_covariates(text)

@@ -29,12 +29,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .. import rational
 from ..errors import BayesiclError
+from .data import fit_data
+from .model import expected_observation, run_log_densities
+from .pipeline import fit
 
 DEFAULT_VARIANTS = ("full", "alpha0", "beta1", "gamma1", "constant_complexity")
 #: Grid points of the integral over a run's effect (±6 σ_run).
@@ -52,11 +57,6 @@ def compare_variants(evidence, variants: Sequence[str] = DEFAULT_VARIANTS, metho
 
     Example: ``compare_variants(evidence, method="map")[["variant", "rank", "objective"]]``.
     """
-    import arviz as az
-
-    from .data import fit_data
-    from .pipeline import fit
-
     if not variants:
         raise BayesiclError("compare_variants: give at least one variant")
     rows, pointwise = [], {}
@@ -101,8 +101,6 @@ def compare_variants(evidence, variants: Sequence[str] = DEFAULT_VARIANTS, metho
 def run_log_likelihood(data, draws: dict[str, np.ndarray], effects: str) -> np.ndarray:
     """log p(y_k | θ) per posterior draw and fitted run (draws, R), each run's log-odds effect
     integrated out over Normal(0, σ_run) (see the module docstring)."""
-    from .model import expected_observation, run_log_densities
-
     rows = data.likelihood_rows
     model_data = data.model_data(rows)
     if effects == "none":
@@ -117,8 +115,6 @@ def run_log_likelihood(data, draws: dict[str, np.ndarray], effects: str) -> np.n
     many = model_data.loss.shape[-1] > 2
 
     def one_draw(alpha, beta, gamma, sigma_obs, sigma_logit, sigma, phi):
-        from .. import rational
-
         eta, _ = rational.log_weights((alpha, beta, gamma), model_data.loss, model_data.complexity,
                                       model_data.step)
 

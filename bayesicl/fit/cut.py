@@ -33,10 +33,10 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from .. import rational
+from ..families import family_spec
 from ..seeds import stream
 from .chains import map_chains, place_chains
 from .data import FitData
-from .nuts import FAMILY_TARGET_ACCEPT
 from . import model as model_module
 from .model import (NOISE_SITES, ModelData, expected_observation, observation_likelihood, prior_distribution,
                     run_effects)
@@ -48,7 +48,7 @@ THETAS = 16
 WARMUP = 300
 PER_THETA = 25
 #: Target acceptance of the stage's chains, raised per family as the main sampler's
-#: (`bayesicl.fit.nuts.FAMILY_TARGET_ACCEPT`): on the regression demo 0.9 left 2–31 divergent
+#: (the family spec's `target_accept`): on the regression demo 0.9 left 2–31 divergent
 #: transitions in the stage, depending on the draws of θ.
 TARGET_ACCEPT = 0.9
 
@@ -101,7 +101,7 @@ def fit_ood_stage(data: FitData, draws: dict[str, np.ndarray], runs: np.ndarray,
                 offset[:, i] = draws["run_effect"][theta, column[int(r)]]
     init = _initial_values(model_data, eta, offset, seed, effects)
     prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
-    target_accept = max(TARGET_ACCEPT, FAMILY_TARGET_ACCEPT.get(data.evidence.task.family, TARGET_ACCEPT))
+    target_accept = stage_target_accept(data.evidence.task)
     sampler = _sampler(prior_key, effects, int(warmup), int(per_theta), float(target_accept))
     keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 5), "fit").integers(2**31))), theta.size)
     per_chain = place_chains((keys, init, jnp.asarray(eta), jnp.asarray(offset)))
@@ -133,6 +133,18 @@ def _initial_values(model_data, eta, offset, seed, effects):
 
 
 @functools.lru_cache(maxsize=4)
+def stage_target_accept(task) -> float:
+    """The stage's target acceptance: `TARGET_ACCEPT`, raised to the family spec's
+    `target_accept` where that is higher (the main sampler's default does not apply here).
+
+    >>> import bayesicl as bic
+    >>> stage_target_accept(bic.task("urns")), stage_target_accept(bic.task("regression"))
+    (0.9, 0.99)
+    """
+    own = family_spec(task).target_accept
+    return TARGET_ACCEPT if own is None else max(TARGET_ACCEPT, float(own))
+
+
 def _sampler(prior_key, effects: str, warmup: int, per_theta: int, target_accept: float = TARGET_ACCEPT):
     """The jitted program: one NUTS chain per θ, one after the other on each CPU device."""
     priors = {name: (kind, args) for name, kind, args in prior_key}

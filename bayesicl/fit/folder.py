@@ -27,8 +27,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import arviz as az
+import h5netcdf
+import numpy as np
+import xarray as xr
+from arviz.data.inference_data import SUPPORTED_GROUPS_ALL
+
 from ..atomic import make_shareable, read_regular
 from ..errors import BayesiclError
+from ..runs.format import declared_sizes, read_netcdf
 
 #: A file that marks a folder as a fit folder (and may therefore be replaced whole).
 MARKER = "fit.json"
@@ -166,13 +173,6 @@ def read_checked(folder: Path, name: str, expected: Mapping[str, str] | None) ->
 def read_posterior(path: Path, data: bytes, limit: int) -> Any:
     """posterior.nc as ArviZ InferenceData, loading only ArviZ's groups and refusing any
     variable whose header declares more than `limit` values (chains × draws × rows)."""
-    import arviz as az
-    import h5netcdf
-    import xarray as xr
-    from arviz.data.inference_data import SUPPORTED_GROUPS_ALL
-
-    from ..runs.format import declared_sizes, read_netcdf
-
     try:
         with h5netcdf.File(io.BytesIO(data), "r") as handle:
             groups = [g for g in handle.groups if g in SUPPORTED_GROUPS_ALL]
@@ -192,8 +192,6 @@ def inference_data_bytes(idata: Any) -> bytes:
     numeric variables zlib-compressed, as `InferenceData.to_netcdf` writes it). Serialized
     in memory, so that a full disk fails as a plain OSError when the bytes are written,
     never inside HDF5."""
-    import numpy as np
-
     buffer = io.BytesIO()
     for i, group in enumerate(idata.groups()):
         dataset = idata[group]

@@ -35,9 +35,10 @@ from numpyro.infer.util import potential_energy
 
 from .. import rational
 from ..errors import BayesiclError
+from ..families import paper_start
 from ..seeds import stream
 from .data import FitData
-from .model import PAPER_START, UNCONSTRAINED, paper_objective_model
+from .model import UNCONSTRAINED, paper_objective_model
 from .objective import surrogate_value, taylor_value
 
 #: Random starts besides the paper's starting point.
@@ -104,11 +105,12 @@ def fit_map(data: FitData, family: str, seed: int = 0, starts: list[dict] | None
     rows = data.fit_rows
     model_data = data.model_data(rows, observed=False)
     objective = data.objective
-    gamma0 = PAPER_START.get(family, PAPER_START["urns"])[2]
+    family_start = paper_start(family)
+    gamma0 = family_start[2]
     bounds = [BOUNDS[s] if s != "log_gamma" else (math.log(gamma0) + BOUNDS[s][0], math.log(gamma0) + BOUNDS[s][1])
               for s in sites]
     if starts is None:
-        starts = [dict(zip(rational.PARAMETERS, PAPER_START.get(family, PAPER_START["urns"])))]
+        starts = [dict(zip(rational.PARAMETERS, family_start))]
         starts += _random_starts(seed, random_starts, gamma0)
     jitted = _potential(tuple(sites), data.variant, objective.mode)
     potential = lambda u: jitted(jnp.asarray(u), model_data, objective.tables)  # noqa: E731

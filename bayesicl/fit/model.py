@@ -65,11 +65,9 @@ from numpyro.distributions import constraints, transforms
 
 from .. import rational
 from ..errors import BayesiclError
+from ..families import paper_start
 from .objective import hermite_with_slope
 
-#: The paper's starting points (α, β, γ) per family (the paper's fit code); markov borrows urns'.
-PAPER_START = {"urns": (0.6, 0.2, 0.85), "regression": (0.65, 0.3, 0.01),
-               "classification": (0.8, 0.12, 1.5), "markov": (0.6, 0.2, 0.85)}
 #: Unconstrained site of each parameter of the paper objective and the map to the parameter.
 UNCONSTRAINED = {"alpha": ("logit_alpha", transforms.SigmoidTransform()),
                  "beta": ("log_beta", transforms.ExpTransform()),
@@ -137,7 +135,7 @@ def default_priors(family: str, reference_step: float = 1000.0) -> dict[str, Pri
     >>> default_priors("urns")["beta"]
     ('LogNormal', (-1.6094379124341003, 0.5))
     """
-    alpha0, beta0, gamma0 = PAPER_START.get(family, PAPER_START["urns"])
+    alpha0, beta0, gamma0 = paper_start(family)
     center = math.log(gamma0) + (1.0 - alpha0) * math.log(float(reference_step))
     return {"alpha": ("Beta", (2.0, 2.0)), "beta": ("LogNormal", (math.log(beta0), 0.5)),
             "gamma_ref": ("LogNormal", (center, 1.5)), "sigma_obs": ("HalfNormal", (0.5,)),

@@ -34,7 +34,9 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
+from ..cache_folder import cache_dir
 from ..errors import BayesiclError
+from ..families import family_spec
 from ..seeds import stream
 from .data import FitData
 from . import model as model_module
@@ -54,13 +56,22 @@ EFFECT_SITES = {"none": (), "run": ("sigma_run",), "run+trend": ("sigma_run", "t
 CHAIN_METHOD = "sequential"
 CHAIN_METHODS = ("vectorized", "sequential")
 TARGET_ACCEPT = 0.95
-#: Target acceptance per task family where the default leaves divergences: the regression and
-#: classification demos' posteriors curve at α → 1 (N^(1−α) flattens; regression: 1 divergence
-#: in 4 000 draws at 0.95, none at 0.99; classification: 16 and 0; docs/decisions.md).
-FAMILY_TARGET_ACCEPT = {"regression": 0.99, "classification": 0.99}
 JITTER = 0.1
 #: Iterations between progress-bar updates.
 PROGRESS_EVERY = 50
+
+
+def family_target_accept(task) -> float:
+    """NUTS's target acceptance for the task's family: the spec's `target_accept` where the
+    default leaves divergences (regression and classification: their demos' posteriors curve
+    at α → 1; docs/decisions.md), else `TARGET_ACCEPT`.
+
+    >>> import bayesicl as bic
+    >>> family_target_accept(bic.task("regression")), family_target_accept(bic.task("urns"))
+    (0.99, 0.95)
+    """
+    own = family_spec(task).target_accept
+    return TARGET_ACCEPT if own is None else float(own)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -96,7 +107,7 @@ def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, 
     init = _initial_values(data, model_data, map_result, seed, num_chains, effects)
     enable_compilation_cache()
     prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
-    target_accept = FAMILY_TARGET_ACCEPT.get(data.evidence.task.family, TARGET_ACCEPT)
+    target_accept = family_target_accept(data.evidence.task)
     sampler = _sampler(prior_key, data.variant, effects, int(num_chains), int(num_samples), int(num_warmup),
                        chain_method, bool(progress), float(target_accept))
     keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 2), "fit").integers(2**31))), num_chains)
@@ -137,8 +148,6 @@ def enable_compilation_cache() -> None:
     """Keep compiled samplers on disk (JAX's persistent compilation cache) under the
     bayesicl cache folder, unless the user configured a JAX cache already."""
     if jax.config.jax_compilation_cache_dir is None:
-        from ..evidence.cache import cache_dir
-
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
 
 

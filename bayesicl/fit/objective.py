@@ -29,6 +29,7 @@ at log 1e-30 and renormalized, mixtures of probabilities floored at 1e-30.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import jax
@@ -37,25 +38,8 @@ import numpy as np
 
 from .. import observe
 from ..errors import BayesiclError
-
-#: Interpolation nodes in w_M ∈ [0, 1] for the two-strategy KL surrogate.
-NODES = 129
-#: The generalizing strategy (index 1) is the reference of the regression quadratic.
-REFERENCE = 1
-#: Token entries per tabulation chunk (bounds memory at ~NODES × this × 8 bytes).
-CHUNK_ENTRIES = 1 << 15
-
-
-def chebyshev_nodes(count: int = NODES) -> np.ndarray:
-    """(1 − cos(πk/(K−1)))/2, k = 0..K−1: nodes on [0, 1], dense at both ends.
-
-    >>> chebyshev_nodes(5).round(4).tolist()
-    [0.0, 0.1464, 0.5, 0.8536, 1.0]
-    """
-    if count < 2:
-        raise BayesiclError(f"need at least two interpolation nodes, got {count}")
-    return (1.0 - np.cos(np.pi * np.arange(count) / (count - 1))) / 2.0
-
+from ..evidence.statistics import kl_tables, quintic_hermite
+from ..evidence.tabulation import NODES, REFERENCE, chebyshev_nodes
 
 def hermite(nodes, values, slopes, x):
     """Cubic Hermite interpolation of (values, slopes) given at the Chebyshev `nodes` (K,) of
@@ -175,8 +159,6 @@ def paper_objective(evidence, rows, nodes: int = NODES) -> PaperObjective:
     >>> objective.exact([[0.3, 0.7]]) < 1e-12 < objective.exact([[0.9, 0.1]])
     True
     """
-    import time
-
     start = time.perf_counter()
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
@@ -243,8 +225,6 @@ def _id_tokens(evidence, rows):
 
 def _tabulate_from_source(evidence, rows, grid):
     """f_c, f_c', f_c'' at `grid` for the conditions `rows`, streamed from the evidence's source."""
-    from ..evidence.statistics import kl_tables
-
     split = evidence.splits.index("id")
     scored = evidence.scored
     out = {name: np.empty((rows.size, grid.size)) for name in ("value", "slope", "curvature")}
@@ -264,8 +244,6 @@ def _quintic_terms(tables, weights: np.ndarray):
     Hessian [[f'', 0], [0, 0]] give the exact first- and second-order change for every move
     that stays on the simplex, which is all the fit makes.
     """
-    from ..evidence.statistics import quintic_hermite
-
     value, slope, curvature = quintic_hermite(np.asarray(tables["nodes"]), np.asarray(tables["values"]),
                                               np.asarray(tables["slopes"]), np.asarray(tables["curvatures"]),
                                               weights[:, 0])
@@ -277,30 +255,6 @@ def _quintic_terms(tables, weights: np.ndarray):
 
 
 # -- regression: an exact quadratic -------------------------------------------------------------------
-
-def _quadratic_tables(transformer, strategies, run_index) -> dict[str, Any]:
-    """f*, v*, A per condition with f_c(w) = f* + (v − v*)ᵀA(v − v*), v = w without G.
-
-    Written around the least-squares optimum v* so that f_c stays accurate when T_c lies on
-    the strategies' span (no cancellation between large terms).
-    """
-    num_conditions, num_strategies = transformer.shape[0], strategies.shape[1]
-    others = [s for s in range(num_strategies) if s != REFERENCE]
-    star = np.empty(num_conditions)
-    center = np.empty((num_conditions, len(others)))
-    matrix = np.empty((num_conditions, len(others), len(others)))
-    for c in range(num_conditions):
-        s = strategies[run_index[c]].reshape(num_strategies, -1).astype(np.float64)   # (S, n)
-        x = (s[others] - s[REFERENCE]).T                                               # (n, S−1)
-        y = transformer[c].reshape(-1).astype(np.float64) - s[REFERENCE]
-        count = y.size
-        solution = np.linalg.lstsq(x, y, rcond=None)[0]
-        residual = y - x @ solution
-        star[c] = residual @ residual / count
-        center[c] = solution
-        matrix[c] = x.T @ x / count
-    return {"star": jnp.asarray(star), "center": jnp.asarray(center), "matrix": jnp.asarray(matrix)}
-
 
 @jax.jit
 def _quadratic_terms(tables, weights):

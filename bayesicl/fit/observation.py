@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import observe
-from .objective import CHUNK_ENTRIES, NODES, chebyshev_nodes, hermite_with_slope
+from ..evidence.tabulation import NODES, chebyshev_nodes, curve_sums
+from .objective import hermite_with_slope
 
 SPLITS = ("id", "ood")
 
@@ -85,24 +86,6 @@ def relative_distance_curves(evidence, nodes: int = NODES) -> RelativeDistanceCu
             else:
                 values[r, k], slopes[r, k] = _skl_curve(prepared, grid)
     return RelativeDistanceCurves(grid, values, slopes)
-
-
-def curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The sums over token entries behind ρ for M and G (`pair`: (2, …, O)) at the nodes
-    `grid`: Σ δ(log h − log G), Σ δ(log h − log M) and Σ δ²/h, with δ = M − G and h = G + wδ,
-    in chunks of `CHUNK_ENTRIES` entries (the streamed evidence adds them over sequences)."""
-    m, g = pair.probs[0].reshape(-1), pair.probs[1].reshape(-1)
-    log_m, log_g = pair.values[0].reshape(-1), pair.values[1].reshape(-1)
-    to_g, to_m, curvature = (np.zeros(grid.size) for _ in range(3))
-    for start in range(0, m.size, CHUNK_ENTRIES):
-        part = slice(start, start + CHUNK_ENTRIES)
-        delta = m[part] - g[part]
-        h = np.maximum(g[part][None, :] + grid[:, None] * delta[None, :], observe.PROBABILITY_FLOOR)
-        log_h = np.log(h)
-        to_g += np.einsum("ki,i->k", log_h - log_g[part], delta)      # not `@`: see objective.py
-        to_m += np.einsum("ki,i->k", log_h - log_m[part], delta)
-        curvature += (delta[None, :] ** 2 / h).sum(axis=1)
-    return to_g, to_m, curvature
 
 
 def _skl_curve(prepared: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

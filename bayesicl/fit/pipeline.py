@@ -7,13 +7,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import arviz
+import jax
 import numpy as np
+import numpyro
 import pandas as pd
+import xarray as xr
 
-from .. import rational
+from .. import metrics, rational
 from .._version import __version__
 from ..atomic import _jsonable
 from ..errors import BayesiclError
+from ..evidence import Evidence, build_evidence
 from . import guards as guard
 from ..seeds import stream
 from .cut import OodStage, fit_ood_stage
@@ -95,8 +100,6 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     table, weights, expected = _condition_table(data, params, draws, predictive)
     idata = _with_predictive(nuts.idata, data, draws, predictive, stage) if nuts is not None else None
 
-    from .. import metrics
-
     # One more pass over the outputs gives the metrics and both baselines (bayesicl.metrics).
     metric_table, metric_summary, baselines = metrics.fit_metrics(evidence, weights, in_fit, seed,
                                                                   expected_observed=expected)
@@ -154,8 +157,6 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
 
 
 def _as_evidence(source, strategies, cutoff, loss_sequences, progress, paper_compatible=None):
-    from ..evidence import Evidence, build_evidence
-
     convention = None if paper_compatible is None else ("paper" if paper_compatible else "bayesicl")
     if isinstance(source, Evidence):
         if strategies is not None and tuple(strategies) != tuple(source.strategies):
@@ -267,8 +268,6 @@ def _with_predictive(idata, data: FitData, draws: dict, predictive: dict, stage:
     (fit, held-out and unmodeled): ID in posterior_predictive (chain, draw, condition); the
     OOD stage's draws (`bayesicl.fit.cut`) and the OOD predictive in ArviZ's "predictions"
     group (one chain of the stage's draws, theta_draw the stage-1 draw each belongs to)."""
-    import xarray as xr
-
     w = weights_for(draws, data.condition_loss, data.condition_complexity, data.step)[:, :, 0]
     chains, per_chain = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
     condition = data.evidence.conditions["condition"].to_numpy()
@@ -373,10 +372,6 @@ def _transition_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _info(evidence, data, map_result: MapResult, priors, seed, holdout, override, loss_sequences,
           method, num_chains, num_samples, num_warmup, chain_method, effects=None) -> dict[str, Any]:
-    import arviz
-    import jax
-    import numpyro
-
     seeds = evidence.conditions["seed"].to_numpy()
     return {
         "seed": seed, "holdout": holdout, "pool_seed": int(seeds[0]) if seeds.size else 0,

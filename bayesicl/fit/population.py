@@ -15,26 +15,29 @@ validation: `bayesicl.fit.population_cv.cross_validate`.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pandas as pd
 
-from .. import rational
+from .. import metrics, rational
 from ..atomic import _jsonable
 from ..errors import BayesiclError
+from ..evidence import build_evidence
 from . import guards as guard
 from .cut import fit_ood_stage
 from .data import fit_data
 from .map import RANDOM_STARTS, fit_map
 from .model import check_effects, resolve_priors
 from .nuts import NutsResult
+from .pipeline import (_condition_table, _coverage, _effects_summary, _elpd, _info, _ood_stage_guard, _predictive,
+                       _transition_records, fit)
 from .population_data import Configuration, Covariates, configurations, covariate_matrix, stack
 from .population_model import POOLS, config_draws, population_draws, sample_population
+from .population_result import PopulationResult
 from .predict import HIGH, LOW, transition_table
 from .result import FitResult, param_summary
 from .split import fit_split
@@ -44,62 +47,6 @@ from .synthetic import THETA_NAMES
 MAX_STEPS = 2 ** 10 - 1
 
 __all__ = ["PopulationResult", "fit_population", "configurations", "Configuration"]
-
-
-@dataclasses.dataclass(eq=False)
-class PopulationResult:
-    """A fit of several configurations of one family.
-
-    ``configurations``: one row per configuration — configuration, its covariate settings,
-    n_runs, alpha, alpha_low, alpha_high, beta…, gamma… (posterior means and 90% central
-    intervals). ``population``: μ, B, τ (partial pooling; else None), each {parameter:
-    {mean, low, high}} (B: {parameter: {covariate: …}}) in θ = (logit α, log β, log γ̃).
-    ``conditions``: `bayesicl.fit.fit`'s condition table of every configuration plus
-    ``configuration``. ``transitions``: configuration, diversity, transition_step (per-draw
-    median), low, high, extrapolated, direction, transition_at_mean. ``idata``: ArviZ
-    InferenceData whose posterior has alpha/beta/gamma with a ``configuration`` dim.
-    ``report``: summary.json. ``fits``: the per-configuration `FitResult` (empty after
-    `load_fit`). ``state``: what `predict` needs (settings, covariates, draws).
-    """
-
-    pool: str
-    configurations: pd.DataFrame
-    population: dict | None
-    conditions: pd.DataFrame
-    transitions: pd.DataFrame
-    idata: Any
-    report: dict
-    fits: dict[str, FitResult]
-    state: dict
-
-    @property
-    def names(self) -> list[str]:
-        """The configuration names, in fit order."""
-        return self.configurations["configuration"].tolist()
-
-    @property
-    def guards(self) -> list[str]:
-        return list(self.report.get("guards", []))
-
-    def summary(self) -> dict:
-        """The content of summary.json."""
-        import json
-
-        return json.loads(json.dumps(self.report))
-
-    def predict(self, diversity, step, config: Mapping[str, Any], seed: int = 0):
-        """The predicted phase diagram and N*(D) of a configuration nobody trained; see
-        `bayesicl.fit.population_predict.predict_configuration` (refuses a covariate more than
-        a factor `EXTRAPOLATION_FACTOR` = 2 outside the trained range)."""
-        from .population_predict import predict_configuration
-
-        return predict_configuration(self, diversity, step, config, seed=seed)
-
-    def save(self, directory: str | os.PathLike):
-        """Write the fit folder atomically (`bayesicl.fit.population_io.save_population`)."""
-        from .population_io import save_population
-
-        return save_population(self, directory)
 
 
 def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence[str] | None = None,
@@ -146,8 +93,6 @@ def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence
     sampler = {"num_chains": num_chains, "num_samples": num_samples, "num_warmup": num_warmup}
     population = samples = diverging = diagnostics = None
     if pool == "none":
-        from .pipeline import fit
-
         fits = {name: fit(ev, method=method, holdout=holdout, priors=priors, seed=seed, effects=effects,
                           random_starts=random_starts, progress=progress, **sampler)
                 for name, ev in zip(names, evidence)}
@@ -182,8 +127,6 @@ def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence
 def build_configuration_evidence(configs: Sequence[Configuration], strategies, cutoff, loss_sequences,
                                  progress: bool) -> list:
     """Each configuration's evidence (`build_evidence` on its runs, cached), kept on it."""
-    from ..evidence import build_evidence
-
     for config in configs:
         if config.evidence is None:
             config.evidence = build_evidence(config.runs, strategies=tuple(strategies) if strategies else None,
@@ -195,10 +138,6 @@ def configuration_result(evidence, data, map_result, draws, priors, effects, see
                          holdout, loss_sequences, sampler, pool) -> FitResult:
     """One configuration's `FitResult` from its draws of the joint posterior: the predictive,
     condition table, metrics, N* and report exactly as `bayesicl.fit.fit` computes them."""
-    from .. import metrics
-    from .pipeline import (_condition_table, _coverage, _effects_summary, _elpd, _info, _ood_stage_guard,
-                           _predictive, _transition_records)
-
     runs = data.fitted_runs
     nuts = NutsResult(draws=draws, idata=None, diagnostics=diagnostics, runtime_s=0.0, effects=effects, runs=runs)
     stage = fit_ood_stage(data, draws, runs, priors, effects, seed=seed) if ood_stage else None
@@ -241,8 +180,6 @@ def population_diagnostics(samples: Mapping[str, np.ndarray], diverging: np.ndar
     draw) the leapfrog steps per draw (mean, and the share at NUTS's maximum tree depth 10,
     1023 steps: a share near 1 means the sampler is fighting the posterior's geometry).
     (L's fixed entries and z, a re-expression of θ_j given μ, B, τ, are left out.)"""
-    import arviz as az
-
     names = ["config_alpha", "config_beta", "config_gamma", "sigma_obs", "sigma_logit"]
     names += [k for k in ("mu", "B", "tau", "sigma_run", "trend_corr", "run_effect") if k in samples]
     data = az.from_dict(posterior={k: samples[k] for k in names})
@@ -280,8 +217,6 @@ def assemble(configs, evidence, fits: dict[str, FitResult], pool, spec, samples,
              reference, seed, loss_sequences, effects, sampler, method, holdout,
              diagnostics: dict | None = None) -> PopulationResult:
     """Tables, InferenceData and report from the per-configuration fits."""
-    from .pipeline import _coverage, _elpd
-
     names = [c.name for c in configs]
     covariate_names = sorted(set().union(*(c.covariates for c in configs)))
     rows, frames, transitions = [], [], []
@@ -356,8 +291,6 @@ def _extreme(items, key, how):
 def _inference_data(names, fits, samples, diverging, pool, spec):
     """The posterior with alpha/beta/gamma (chain, draw, configuration), μ, B, τ, the noise
     scales and run effects; None for MAP fits."""
-    import arviz as az
-
     coords = {"configuration": names, "parameter": list(THETA_NAMES)}
     dims = {"alpha": ["configuration"], "beta": ["configuration"], "gamma": ["configuration"],
             "theta": ["configuration", "parameter"], "mu": ["parameter"], "tau": ["parameter"],

@@ -11,16 +11,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import plot, report
+from ..atomic import write_text
 from ..errors import BayesiclError
+from ..report.population_text import format_population_report
+from ..runs import find_runs
+from ..runs.format import setting_config
+from .population import fit_population
+from .population_cv import cross_validate
+from .population_data import flat_settings, varying_settings
+from .result import load_fit
 
 
 def scan_configurations(runs) -> tuple[int, list[str]]:
     """(number of configurations, the settings that vary between them) of a runs folder, read
     from the run.json files only (cheap: no outputs are opened)."""
-    from ..runs import find_runs
-    from ..runs.format import setting_config
-    from .population_data import flat_settings, varying_settings
-
     if not isinstance(runs, (str, os.PathLike)) or not Path(runs).is_dir():
         return 1, []
     settings = {}
@@ -76,12 +81,8 @@ def run_population_fit(runs, out: Path, count: int, varying: list[str], pool: st
                        effects, echo=print, warn=None, note=None):
     """Fit a folder holding several configurations (`fit_population`), save the fit folder,
     draw its figures, write report.html, print the headline numbers
-    (`bayesicl.demo_population.format_population_report`); returns the `PopulationResult`.
+    (`bayesicl.report.population_text.format_population_report`); returns the `PopulationResult`.
     `bayesicl fit RUNS/` and `bayesicl demo --task urns-grid` both run this."""
-    from .. import plot, report
-    from ..demo_population import format_population_report     # the text report; the demo composes this
-    from .population import fit_population
-
     warn = warn or (lambda line: print(line, file=sys.stderr))
     note = note or (lambda line: print(line, flush=True))
     clock = time.perf_counter()
@@ -108,8 +109,6 @@ def run_population_fit(runs, out: Path, count: int, varying: list[str], pool: st
 
 def predict_main(args: argparse.Namespace) -> int:
     """The `bayesicl predict` verb."""
-    from .result import load_fit
-
     result = load_fit(args.fit)
     if not hasattr(result, "state"):
         raise BayesiclError(f"{args.fit}: a single-configuration fit; predict a new configuration from a fit of "
@@ -117,7 +116,6 @@ def predict_main(args: argparse.Namespace) -> int:
     prediction = result.predict(args.diversity, args.step, parse_settings(args.set), seed=args.seed)
     out = Path(args.out) if args.out else Path(args.fit).resolve().with_name(Path(args.fit).resolve().name + "-predicted")
     paths = prediction.save(out)
-    from .. import plot
 
     if hasattr(plot, "plot_predicted_configuration"):
         paths += [Path(p) for p in plot.plot_predicted_configuration(prediction, out)]
@@ -133,9 +131,6 @@ def predict_main(args: argparse.Namespace) -> int:
 
 def cross_validate_main(args: argparse.Namespace) -> int:
     """The `bayesicl cross-validate` verb."""
-    from ..atomic import write_text
-    from .population_cv import cross_validate
-
     pools = tuple(args.pools)
     out = Path(args.out) if args.out else Path(args.runs).resolve().with_name(Path(args.runs).resolve().name + "-cv")
 

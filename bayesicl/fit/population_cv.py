@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import metrics
 from ..errors import BayesiclError
 from ..seeds import stream
 from .observation import relative_distance_curves
@@ -114,7 +115,6 @@ def score_configuration(evidence, params: Mapping[str, np.ndarray], noise: Mappi
                         rng: np.random.Generator) -> dict:
     """Scores of (α, β, γ) draws `params` on every modeled condition of `evidence` (two
     strategies), with a new run effect per run from σ_run and the noise scales of `noise`."""
-    from .. import metrics
 
     if len(evidence.strategies) != 2:
         raise BayesiclError("cross_validate scores fits of two strategies")

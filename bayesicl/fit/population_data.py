@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesiclError
+from ..evidence import Evidence
+from ..runs import Run, open_runs
 from .data import FitData
 from .model import ModelData
 
@@ -88,8 +90,6 @@ def configurations(runs, covariates: Sequence[str] | None = None) -> list[Config
     >>> [c.name for c in configurations(pop.evidence)]
     ['mlp_width=32', 'mlp_width=64']
     """
-    from ..evidence import Evidence
-    from ..runs import Run, open_runs
 
     if isinstance(runs, (str, os.PathLike)):
         where = str(runs)

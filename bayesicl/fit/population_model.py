@@ -45,6 +45,7 @@ from ..seeds import stream
 from .chains import map_chains, place_chains
 from .model import (NOISE_SITES, expected_observation, observation_likelihood, prior_distribution, run_effects,
                     sampled_parameters, strategy_weights)
+from .nuts import enable_compilation_cache
 from .synthetic import THETA_NAMES
 
 POOLS = ("partial", "full", "none")
@@ -195,8 +196,6 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
     each CPU device, `bayesicl.fit.chains`);
     returns {"samples": per-chain draws (chain, draw, …) of every site, "diverging": (chain,
     draw), "runtime_s"}. (`progress` is accepted for symmetry; the program reports nothing.)"""
-    from .nuts import enable_compilation_cache
-
     clock = time.perf_counter()
     enable_compilation_cache()
     mu_mean, mu_sd = prior_moments(priors)

@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_json, write_text
 from ..errors import BayesiclError, BayesiclWarning
+from ..evidence.terms import strategy_terms
 from ..seeds import stream
+from ..tasks import from_settings
 from .population_model import new_theta, theta_params
 from .predict import HIGH, LOW, transition_table, weights_for
 
@@ -51,7 +54,6 @@ class Prediction:
     def save(self, directory) -> list[Path]:
         """Write predicted_conditions.csv, predicted_transitions.csv and prediction.json into
         `directory` (created); returns the paths."""
-        from ..atomic import write_json, write_text
 
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -156,8 +158,6 @@ def predict_configuration(result, diversity, step, config: Mapping[str, Any], se
     Example: ``fit_population("runs/").predict(diversity=[16, 64], step=[1000, 4000],
     config={"mlp_width": 256}).transitions``.
     """
-    from ..evidence.terms import strategy_terms
-    from ..tasks import from_settings
 
     if not isinstance(config, Mapping) or not config:
         raise BayesiclError("predict: give the new configuration as {setting: value}, e.g. {'mlp_width': 512}")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import rational
-from .model import observation_scale
+from .model import RESOLUTION, observation_scale
 
 #: Central interval reported everywhere (docs/model.md#nuts: 90%).
 INTERVAL = 0.9
@@ -129,8 +129,6 @@ def condition_on_runs(mean: np.ndarray, scale: np.ndarray, sensitivity: np.ndarr
     >>> round(float(m[0, 2]), 3), round(float(s[0, 2] ** 2), 3)    # toward the last residuals, narrower
     (0.467, 0.208)
     """
-    from .model import RESOLUTION
-
     mean, scale = np.array(mean, dtype=np.float64), np.array(scale, dtype=np.float64)
     sigma_obs, sigma_logit, corr = (np.asarray(a, dtype=np.float64)[:, None, None]
                                     for a in (sigma_obs, sigma_logit, corr))

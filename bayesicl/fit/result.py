@@ -25,9 +25,13 @@ import pandas as pd
 from .. import rational
 from ..atomic import read_regular, write_bytes, write_json, write_text
 from ..errors import BayesiclError
-from .data import override_lookup
+from ..evidence.terms import strategy_terms
+from ..tasks import from_settings
+from .data import _override_items, override_lookup
 from .folder import MAX_STAGE_DRAWS, MAX_TEXT_BYTES, digests, inference_data_bytes, read_checked, read_posterior, replaced_folder
 from .model import NOISE_SITES
+from .population_io import is_population_folder
+from .population_load import load_population
 from .predict import HIGH, LOW, transition_table, weights_for
 
 FILES = {"summary": "summary.json", "conditions": "conditions.csv", "posterior": "posterior.nc",
@@ -133,8 +137,6 @@ class FitResult:
             return (self.loss.loc[diversity].to_numpy(dtype=np.float64),
                     self.complexity.loc[diversity].to_numpy(dtype=np.float64))
         if diversity not in self._terms:
-            from ..evidence.terms import strategy_terms
-
             seed = int(self.info.get("pool_seed", 0))
             pools = {(diversity, seed): self.task.pool(diversity, seed=seed)}
             loss, complexity = strategy_terms(self.task, self.strategies, pools,
@@ -190,8 +192,6 @@ def load_fit(directory: str | os.PathLike) -> FitResult:
     folder = Path(directory)
     if not folder.is_dir():
         raise BayesiclError(f"{folder}: not a fit folder (no such directory)")
-    from .population_io import is_population_folder, load_population
-
     if is_population_folder(folder):
         return load_population(folder)
     missing = [name for key, name in FILES.items() if key != "posterior" and not os.path.lexists(folder / name)]
@@ -206,8 +206,6 @@ def load_fit(directory: str | os.PathLike) -> FitResult:
 
 
 def _load_fit(folder: Path) -> FitResult:
-    from ..tasks import from_settings
-
     fit_json = folder / FILES["fit"]
     meta = _json_object(fit_json, read_regular(fit_json, MAX_TEXT_BYTES))
     if meta.get("format_version") not in READABLE_VERSIONS:
@@ -323,8 +321,6 @@ def _json_info(info: dict) -> dict:
     out = dict(info)
     override = out.get("complexity_override")
     if override:
-        from .data import _override_items
-
         out["complexity_override"] = [[k, d, v] for k, d, v in _override_items(override)]
     return out
 

@@ -11,6 +11,8 @@ weights' parameters from this evidence is the fit's end-to-end check (tests, ben
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -19,6 +21,11 @@ import pandas as pd
 
 from .. import observe, rational
 from ..errors import BayesiclError
+from ..evidence import evidence_from_arrays
+from ..evidence.terms import make_strategy, strategy_terms
+from ..families import family_spec
+from ..seeds import stream
+from ..tasks import from_settings
 
 Weights = Callable[[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray], np.ndarray]
 
@@ -29,9 +36,7 @@ def strategy_outputs(task, strategies: Sequence[str], diversities: Sequence[int]
 
     Log-probabilities floored at 1e-30 (distributions) or predictions with O = 1.
     """
-    from ..evidence.terms import make_strategy
-
-    kind = "predictions" if task.family == "regression" else "log_probs"
+    kind = family_spec(task).output_kind
     pools, outputs = {}, []
     for diversity in diversities:
         pool = task.pool(int(diversity), seed=seed)
@@ -77,7 +82,6 @@ def synthetic_evidence(task, diversities: Sequence[int], steps: Sequence[int], *
     >>> ev.conditions[["diversity", "step"]].values.tolist()
     [[4, 100], [4, 1000], [16, 100], [16, 1000]]
     """
-    from ..evidence import evidence_from_arrays
 
     if (params is None) == (weights is None):
         raise BayesiclError("synthetic_evidence: give either params (alpha, beta, gamma) or weights")
@@ -100,7 +104,7 @@ def synthetic_evidence(task, diversities: Sequence[int], steps: Sequence[int], *
     if w.shape != (diversity.size, len(strategies)):
         raise BayesiclError(f"synthetic weights have shape {w.shape}, expected {(diversity.size, len(strategies))}")
     run = np.repeat(np.arange(len(diversities)), steps.size)
-    kind = "predictions" if task.family == "regression" else "log_probs"
+    kind = family_spec(task).output_kind
     transformer = np.stack([mixture_output(per_run[r], w[c], kind) for c, r in enumerate(run)])
     if output_dtype not in ("float32", "float16"):
         raise BayesiclError(f"synthetic_evidence: output_dtype must be float32 or float16, not {output_dtype!r}")
@@ -113,7 +117,6 @@ def synthetic_evidence(task, diversities: Sequence[int], steps: Sequence[int], *
 
 def synthetic_terms(task, strategies: Sequence[str], pools: dict, loss_sequences: int = 512):
     """L̄_s(D) and K_s(D) of the pools of `strategy_outputs` (not cached on disk)."""
-    from ..evidence.terms import strategy_terms
 
     return strategy_terms(task, tuple(strategies), pools, num_sequences=loss_sequences, cache=False)
 
@@ -148,7 +151,6 @@ def misfit_weights(params, run_sd: float = 0.0, trend_sd: float = 0.0, trend_cor
     >>> ev.num_conditions
     4
     """
-    from ..seeds import stream
 
     def weights(loss, complexity, diversity, step):
         names = list(strategies)
@@ -241,12 +243,6 @@ def synthetic_population(task, grid, diversities: Sequence[int], steps: Sequence
     >>> len(pop.evidence), pop.evidence[1].settings["config"], pop.theta.shape
     (2, {'mlp_width': 64}, (2, 3))
     """
-    import dataclasses
-    import itertools
-
-    from ..seeds import stream
-    from ..tasks import from_settings
-
     names = list(grid)
     if not names:
         raise BayesiclError("synthetic_population: give at least one setting to vary")

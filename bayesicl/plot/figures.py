@@ -9,19 +9,23 @@ plotting area, where they hide no data and no label.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)
+import arviz as az  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullFormatter  # noqa: E402
 
 from .. import observe  # noqa: E402
+from ..atomic import atomic_path  # noqa: E402
 from ..errors import BayesiclError  # noqa: E402
 from ..strategies import weight_groups  # noqa: E402
 
@@ -136,8 +140,6 @@ def phase_diagram(fit: Any, split: str = "id", ax: Any = None) -> plt.Figure:
         panel.set_xlabel("task diversity D")
         panel.set_title(f"{title} ({split.upper()})")
     axes[0].set_ylabel("training step N")
-    from matplotlib.patches import Patch
-
     handles, _ = axes[1].get_legend_handles_labels()
     handles.append(Patch(facecolor="white", edgecolor=(0, 0, 0, 0.5), hatch="///", label="held out"))
     # Below the panels, where it can hide neither a cell nor the N_0 label.
@@ -316,8 +318,6 @@ def posterior(fit: Any) -> plt.Figure:
     A MAP fit has no posterior (one point of the paper's objective), so there is no figure:
     BayesiclError; `figures_for` leaves it out and the report says why.
     """
-    import arviz as az
-
     idata = getattr(fit, "idata", None)
     if idata is None or not hasattr(idata, "posterior"):
         raise BayesiclError("a MAP fit has no posterior to draw; fit with --method nuts")
@@ -378,8 +378,6 @@ def strategy_phases(fit: Any, split: str = "id") -> plt.Figure:
         axes[row, 0].set_ylabel("training step N")
     for panel in axes[-1]:
         panel.set_xlabel("task diversity D")
-    from matplotlib.patches import Patch
-
     handles = [Patch(facecolor=c, label=s) for s, c in zip(strategies, colours)]
     handles.append(plt.Line2D([], [], color="k", ls="--", lw=1, label="$N_0$ (modeled above)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
@@ -429,14 +427,10 @@ FIGURES = {
 }
 
 
-def figures_for(fit: Any) -> dict[str, Any]:
-    """The figures `fit` has: all of `FIGURES`, less the posterior for a MAP fit, plus
-    `strategy_phases` for a fit of more than two strategies; for a population fit over
-    configurations, `bayesicl.plot.population.population_figures_for`."""
-    from .population import is_population, population_figures_for
-
-    if is_population(fit):
-        return population_figures_for(fit)
+def fit_figures(fit: Any) -> dict[str, Any]:
+    """The figures one fit has: all of `FIGURES`, less the posterior for a MAP fit, plus
+    `strategy_phases` for a fit of more than two strategies and `run_effects` for a fit with
+    run effects (a population fit's are `bayesicl.plot.files.figures_for`'s)."""
     has_posterior = getattr(fit, "idata", None) is not None
     figures = {name: draw for name, draw in FIGURES.items() if name != "posterior" or has_posterior}
     if len(getattr(fit, "strategies", ())) > 2:
@@ -446,22 +440,13 @@ def figures_for(fit: Any) -> dict[str, Any]:
     return figures
 
 
-def save_all(fit: Any, out: str, pdf: bool = False) -> list[str]:
-    """Write the figures of `fit` (`figures_for`) as PNG (and PDF) into `out`; returns the
-    paths written. A posterior figure left by an earlier NUTS fit in `out` is removed. A
-    population fit's figures are `bayesicl.plot.population.save_population`'s."""
-    from pathlib import Path
-
-    from ..atomic import atomic_path
-    from .population import is_population, save_population
-
-    if is_population(fit):
-        return save_population(fit, out, pdf=pdf)
-
+def save_fit_figures(fit: Any, out: str, pdf: bool = False) -> list[str]:
+    """Write the figures of one fit (`fit_figures`) as PNG (and PDF) into `out`; returns the
+    paths written. A posterior figure left by an earlier NUTS fit in `out` is removed."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    figures = figures_for(fit)
+    figures = fit_figures(fit)
     for name in {*FIGURES, "strategy_phases", "run_effects"} - set(figures):
         for suffix in ("png", "pdf"):
             (folder / f"{name}.{suffix}").unlink(missing_ok=True)

@@ -22,10 +22,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path
 from ..errors import BayesiclError, BayesiclWarning
 from .figures import DPI, _grid, _log2_ticks, declutter, weight_panel
 
@@ -342,7 +344,6 @@ def _plain(value: Any, like=None) -> Any:
 def forest(result: Any, hdi_prob: float = 0.9) -> plt.Figure:
     """ArviZ forest plot of every configuration's α, β, γ (one panel each; the posterior
     median with ArviZ's highest-density interval at `hdi_prob`, thick line: quartiles)."""
-    import arviz as az
     from matplotlib.ticker import FuncFormatter
 
     idata = getattr(result, "idata", None)
@@ -452,8 +453,6 @@ def population_figures_for(result: Any) -> dict[str, Any]:
 
 
 def _save(fig: plt.Figure, folder: Path, name: str, pdf: bool) -> list[str]:
-    from ..atomic import atomic_path
-
     written = []
     for suffix in (("png", "pdf") if pdf else ("png",)):
         path = folder / f"{name}.{suffix}"

@@ -11,7 +11,8 @@ for any fit folder.
 'Identified: the diagnostics pass and no guard fired.'
 """
 
-from .page import FILE_NAME, draw_figures, render_report, write_report
+from .page import FILE_NAME, draw_figures
+from .render import render_report, write_report
 from .verdict import Verdict, verdict
 
 __all__ = ["FILE_NAME", "Verdict", "draw_figures", "render_report", "verdict", "write_report"]

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..fit import load_fit
-from .page import FILE_NAME, write_report
+from .page import FILE_NAME
+from .render import write_report
 
 
 def report_main(args: argparse.Namespace) -> int:

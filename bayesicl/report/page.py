@@ -7,16 +7,12 @@ provenance.
 from __future__ import annotations
 
 import base64
-import io
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from .. import plot
 from .._version import __version__
-from ..atomic import write_text
 from ..fit.result import FILES
+from ..plot.files import draw_figures
 from . import sections
 from .sections import esc
 from .verdict import verdict
@@ -62,20 +58,14 @@ code{font-size:13px}
 """
 
 
-def render_report(fit, figures: Mapping[str, bytes] | None = None) -> str:
-    """The report page of a `bayesicl.fit.FitResult` as one HTML string.
+def render_fit_report(fit, figures: Mapping[str, bytes] | None = None) -> str:
+    """The report page of one `bayesicl.fit.FitResult` as one HTML string (the page of any
+    fit, population fits included, is `bayesicl.report.render_report`).
 
     `figures` maps a figure name (``plot.FIGURES``) to its PNG bytes, e.g. the files
     `plot.save_all` just wrote; without it the figures are drawn here. The page has no
     scripts and loads nothing: images are embedded as base64 data.
-
-    Example: ``write_report(bayesicl.load_fit("fit-out"), "fit-out/report.html")``.
-    A population fit over configurations gets `bayesicl.report.population`'s page.
     """
-    if plot.population.is_population(fit):
-        from .population import render_population_report
-
-        return render_population_report(fit, figures, style=STYLE)
     summary = fit.summary()
     info = fit.info or {}
     if figures is None:
@@ -104,31 +94,6 @@ def render_report(fit, figures: Mapping[str, bytes] | None = None) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(b for b in body if b) + "\n</body></html>\n")
-
-
-def write_report(fit, path: str | os.PathLike, figures: Mapping[str, bytes] | None = None) -> Path:
-    """Write `render_report(fit, figures)` atomically to `path` (a file, or a folder to hold
-    report.html); returns the file's path."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / FILE_NAME
-    write_text(path, render_report(fit, figures))
-    return path
-
-
-def draw_figures(fit) -> dict[str, bytes]:
-    """PNG bytes of every figure that `fit` has (`plot.figures_for`), drawn as `plot.save_all`
-    draws them."""
-    import matplotlib.pyplot as plt
-
-    out = {}
-    for name, draw in plot.figures_for(fit).items():
-        figure = draw(fit)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, dpi=plot.DPI, format="png")
-        plt.close(figure)
-        out[name] = buffer.getvalue()
-    return out
 
 
 def _figures_html(names: list[str], figures: Mapping[str, bytes], heading: str) -> str:

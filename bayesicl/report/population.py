@@ -14,6 +14,7 @@ from typing import Any
 
 from .._version import __version__
 from .numbers import number, percent
+from .page import FILE_NAME, draw_figures
 from .sections import esc, provenance_section, table, verdict_section
 from .verdict import verdict
 
@@ -199,7 +200,6 @@ def settings_section(summary: Mapping[str, Any]) -> str:
 def render_population_report(result: Any, figures: Mapping[str, bytes] | None = None, style: str = "") -> str:
     """The report page of a population fit as one self-contained HTML string (figures
     embedded; drawn here when `figures` is None)."""
-    from .page import FILE_NAME, draw_figures
 
     summary = result.summary()
     if figures is None:

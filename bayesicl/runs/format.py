@@ -29,11 +29,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import h5netcdf
 import numpy as np
 import xarray as xr
 
 from .. import atomic
 from ..errors import BayesiclError
+from ..families import family_spec
 from ..tasks import Task
 
 FORMAT = "bayesicl-run"
@@ -54,35 +56,10 @@ VOLATILE_FIELDS = ("complete", "wall_time_s", "finished", "extra")
 #: part in `Run.settings` nor stop a resumed run from reopening.
 NON_SETTING_CONFIG_KEYS = ("diversity", "seed", "device", "data_workers", "resume", "out")
 
-# Trailing dimensions (after split, sequence) of the outputs, per family.
-_OUTPUT_DIMS = {
-    "urns": ("position", "token"),
-    "markov": ("position", "token"),
-    "regression": ("position",),
-    "classification": ("label",),
-}
-_OUTPUT_KIND = {"regression": "predictions"}  # every other family logs log-probabilities
-
-# Trailing dimensions (after split, sequence) of each evaluation-input variable, per family;
-# a key not listed here is stored with dims "<key>_1", "<key>_2", ...
-_INPUT_DIMS = {
-    "urns": {"tokens": ("slot",), "theta": ("token",)},
-    "markov": {"tokens": ("slot",)},
-    "regression": {"x": ("position", "dim"), "y": ("position",), "w": ("dim",)},
-    "classification": {"x": ("item", "dim"), "labels": ("item",), "target": ()},
-}
-# Pool variables and their dims, per family; other families store "pool" or "pool_<field>".
-_POOL_DIMS = {
-    "urns": {"pool": ("task", "token")},
-    "regression": {"pool": ("task", "dim")},
-    "classification": {"pool_means": ("task", "dim"), "pool_labels": ("task",)},
-}
-
-
 def output_dims(task: Task) -> tuple[str, ...]:
-    """Dimension names of one sequence's outputs: urns (position, token), regression
-    (position,), classification (label,)."""
-    return _OUTPUT_DIMS.get(task.family, ("position", "token"))
+    """Dimension names of one sequence's outputs, the family spec's `output_dims`: urns
+    (position, token), regression (position,), classification (label,)."""
+    return tuple(family_spec(task).output_dims)
 
 
 def output_sizes(task: Task) -> tuple[int, ...]:
@@ -94,14 +71,15 @@ def output_sizes(task: Task) -> tuple[int, ...]:
 
 
 def output_kind(task: Task) -> str:
-    """"predictions" (regression) or "log_probs" (a log-distribution over the last dim)."""
-    return _OUTPUT_KIND.get(task.family, "log_probs")
+    """"predictions" (regression) or "log_probs" (a log-distribution over the last dim): the
+    family spec's `output_kind`."""
+    return family_spec(task).output_kind
 
 
 def required_input_keys(task: Task) -> tuple[str, ...]:
     """Batch keys every evaluation split must carry: the inputs of docs/model.md#batches, the generating
     parameters the family's loss needs (theta, w, target) and task_index."""
-    keys = dict.fromkeys([*task.input_keys, *_INPUT_DIMS.get(task.family, {}), "task_index"])
+    keys = dict.fromkeys([*task.input_keys, *family_spec(task).input_dims, "task_index"])
     return tuple(keys)
 
 
@@ -109,7 +87,7 @@ def input_dims(task: Task, key: str, ndim: int) -> tuple[str, ...]:
     """Dims of evaluation-input variable `key` holding an array of rank `ndim` (incl. split)."""
     if key == "task_index":
         return ("split", "sequence")
-    named = _INPUT_DIMS.get(task.family, {}).get(key)
+    named = family_spec(task).input_dims.get(key)
     if named is not None and len(named) == ndim - 2:
         return ("split", "sequence", *named)
     return ("split", "sequence", *(f"{key}_{i}" for i in range(1, ndim - 1)))
@@ -117,7 +95,7 @@ def input_dims(task: Task, key: str, ndim: int) -> tuple[str, ...]:
 
 def pool_variables(task: Task, pool: Any) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
     """The pool as netCDF variables {name: (dims, array)}; a tuple pool gives one per field."""
-    named = _POOL_DIMS.get(task.family)
+    named = family_spec(task).pool_dims
     fields = list(pool) if isinstance(pool, tuple) else [pool]
     names = (list(named) if named and len(named) == len(fields) else
              ["pool"] if len(fields) == 1 else
@@ -216,8 +194,6 @@ def netcdf_bytes(dataset: xr.Dataset, compress: tuple[str, ...] = ()) -> bytes:
 def declared_sizes(path: Path, data: bytes, group: str | None = None) -> dict[str, int]:
     """{variable: number of values its header declares} of a netCDF file already read into
     `data` (root group or `group`), read from the headers alone: no variable is loaded."""
-    import h5netcdf
-
     try:
         with h5netcdf.File(io.BytesIO(data), "r") as handle:
             node = handle if group is None else handle.groups[group]
@@ -237,8 +213,6 @@ def read_netcdf(path: Path, data: bytes, limits: Mapping[str, int], group: str |
     file: every checkpoint of a run is read this way, once for the evidence and once for the
     metrics).
     """
-    import h5netcdf
-
     try:
         with h5netcdf.File(io.BytesIO(data), "r") as handle:
             node = handle if group is None else handle.groups[group]

@@ -19,18 +19,20 @@ then treat it like a built-in family (examples/add_a_task_family.py).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from typing import Any
 
 from ..errors import BayesiclError
+from ..families import family_spec
 from ..tasks import Task, sampling_probabilities
 from ..tasks import task as _task
-from . import classification, markov, regression, urns
-from .base import FAMILY_MODULES, KINDS, Strategy, register
+# Each family module registers its spec (bayesicl.families) on import, in the order listed.
+from . import urns, regression, classification, markov  # noqa: F401, I001
+from .base import KINDS, Strategy
 from .complexity import complexity
 from .loss import (PairedLosses, loss, median_of_means, median_of_means_se, paired_losses,
-                   per_position_loss, register_loss, sequence_losses)
+                   per_position_loss, sequence_losses)
+from .user_families import register, register_loss
 
 
 def memorizing(task: Task | str, pool: Any, *, zipf: float | None = None,
@@ -115,9 +117,7 @@ def default_strategies(task: Task | str) -> tuple[str, ...]:
     >>> default_strategies(bic.task("markov", num_states=4, context_length=8))
     ('M2', 'G2', 'M1', 'G1')
     """
-    module = FAMILY_MODULES.get(_task(task).family)
-    found = getattr(importlib.import_module(module), "DEFAULT_STRATEGIES", None) if module else None
-    return tuple(found) if found else ("memorizing", "generalizing")
+    return tuple(family_spec(_task(task)).default_strategies)
 
 
 def weight_groups(task: Task | str) -> dict[str, tuple[str, ...]]:
@@ -128,12 +128,10 @@ def weight_groups(task: Task | str) -> dict[str, tuple[str, ...]]:
     >>> weight_groups(bic.task("markov", num_states=4, context_length=8))["w_bigram"]
     ('M2', 'G2')
     """
-    module = FAMILY_MODULES.get(_task(task).family)
-    return dict(getattr(importlib.import_module(module), "WEIGHT_GROUPS", {})) if module else {}
+    return dict(family_spec(_task(task)).weight_groups)
 
 
 __all__ = ["Strategy", "KINDS", "memorizing", "generalizing", "constant", "for_task",
-           "default_strategies", "weight_groups", "markov", "loss",
+           "default_strategies", "weight_groups", "loss",
            "per_position_loss", "median_of_means", "median_of_means_se", "paired_losses",
-           "PairedLosses", "sequence_losses", "complexity", "urns", "regression",
-           "classification", "register", "register_loss"]
+           "PairedLosses", "sequence_losses", "complexity", "register", "register_loss"]

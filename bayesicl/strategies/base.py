@@ -8,8 +8,8 @@ prior (the pool for M, the task's own prior for G and C) — plus a call that ma
 - regression: predictions (B, T), entry t predicting y_t from x_t and the pairs before it;
 - classification: probabilities (B, L) for the query, clamped to [1e-5, 1 − 1e-5].
 
-The arithmetic lives in pure, jitted JAX functions of the family modules (`urns`,
-`regression`, `classification`); this file validates inputs, evaluates them in chunks of
+The arithmetic lives in pure, jitted JAX functions of the family modules (the `kernels` of
+each family's spec, `bayesicl.families`); this file validates inputs, evaluates them in chunks of
 sequences so that memory stays bounded, and returns NumPy arrays.
 
 >>> import bayesicl as bic
@@ -26,110 +26,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib
 import inspect
 import marshal
-import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import BayesiclError
+from ..families import FAMILIES, KINDS, FamilySpec, family_spec
 from ..tasks import Task
-
-#: The strategy kinds and their short names (docs/model.md#strategies).
-KINDS: dict[str, str] = {"memorizing": "M", "generalizing": "G", "constant": "C"}
-
-#: Task families with closed-form strategies, and the module holding each family's kernels.
-FAMILY_MODULES: dict[str, str] = {
-    "urns": "bayesicl.strategies.urns",
-    "regression": "bayesicl.strategies.regression",
-    "classification": "bayesicl.strategies.classification",
-    "markov": "bayesicl.strategies.markov",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class RegisteredStrategy:
-    """One strategy of a user-registered task family, as `register` stored it.
-
-    `build(task, pool)` returns the predictor, a callable batch → outputs (`pool` is None for
-    G and C); `source` is the canonical source text K_code measures (None: no complexity);
-    `parameters(task, pool)` the prior parameters K_data measures (None: the pool, for M).
-    """
-
-    family: str
-    kind: str
-    build: Callable[[Task, Any], Callable[[Mapping[str, Any]], Any]]
-    source: str | None = None
-    parameters: Callable[[Task, Any], Any] | None = None
-
-
-#: Strategies of user-registered task families, by (family, kind); `register` adds them.
-REGISTERED: dict[tuple[str, str], RegisteredStrategy] = {}
-
-
-def register(family: str, kind: str, build: Callable[[Task, Any], Callable[[Mapping[str, Any]], Any]], *,
-             source: str | Callable | None = None,
-             parameters: Callable[[Task, Any], Any] | None = None) -> RegisteredStrategy:
-    """Plug a strategy of a task family registered with `bayesicl.tasks.register` in.
-
-    `kind` is "memorizing", "generalizing" or "constant". `build(task, pool)` is called once
-    per `Strategy` (pool: the D training tasks for M, None for G and C) and returns a
-    callable batch → probabilities in the layout the family's transformer logs (the evidence
-    and the fit treat every family but regression as distributions). For the complexity K_s
-    (docs/model.md#complexity), `source` is the strategy's short canonical reference implementation, a string
-    or a function/class whose source is read with `inspect` (K_code: normalized and
-    compressed as the built-in canonical sources are), and `parameters(task, pool)` returns
-    the prior parameters serialized for K_data (float64, C order); for M it defaults to the
-    pool. Registering (family, kind) again replaces it. The family's loss for L̄ is
-    registered with `bayesicl.strategies.register_loss`. See examples/add_a_task_family.py.
-
-    >>> import dataclasses, numpy as np, bayesicl as bic
-    >>> @bic.tasks.register
-    ... @dataclasses.dataclass(frozen=True)
-    ... class Dice(bic.tasks.Urns):          # urns under another family name
-    ...     family = "dice"
-    >>> uniform = "def predict(d, tokens):\\n    return [[1 / d] * d for _ in tokens[1:]]"
-    >>> _ = register("dice", "constant",
-    ...              lambda task, pool: lambda batch: np.full((len(batch["tokens"]),
-    ...                  task.context_length, task.num_dims), 1 / task.num_dims),
-    ...              source=uniform, parameters=lambda task, pool: np.full(task.num_dims, 1 / task.num_dims))
-    >>> task = bic.task("dice", num_dims=2, context_length=3)
-    >>> c = bic.strategies.constant(task)
-    >>> c, c({"tokens": [[2, 0, 1, 1]]})[0, 0].tolist()
-    (Strategy(C: constant, dice), [0.5, 0.5])
-    >>> bic.strategies.complexity(c) > 0
-    True
-    """
-    from ..tasks import FAMILIES
-
-    if family in FAMILY_MODULES:
-        raise BayesiclError(f"task family {family!r} has built-in strategies; register a new family")
-    if family not in FAMILIES:
-        raise BayesiclError(f"unknown task family {family!r}: register it first with "
-                            "bayesicl.tasks.register")
-    if not FAMILIES[family].input_keys:
-        raise BayesiclError(f"task family {family!r} names no input_keys (the batch keys its "
-                            "strategies and transformers read)")
-    if kind not in KINDS:
-        raise BayesiclError(f"unknown strategy kind {kind!r}; known: {', '.join(KINDS)}")
-    if not callable(build) or (parameters is not None and not callable(parameters)):
-        raise BayesiclError("register() takes callables: build(task, pool) and parameters(task, pool)")
-    if source is not None:
-        source = _source_text(source)
-        from .complexity import normalized_source
-
-        normalized_source(source)               # refuse a source that does not parse, now
-    entry = RegisteredStrategy(family, kind, build, source, parameters)
-    REGISTERED[(family, kind)] = entry
-    return entry
 
 
 def code_fingerprint(family: str, kinds: Iterable[str]) -> str | None:
     """A digest of the user code behind the strategies `kinds` of a registered `family` and of
-    its registered loss (None for a built-in family, whose code the package version pins).
+    its loss (None for a family whose code is bayesicl's own, pinned by the package version).
 
     Caches of L̄, K and evidence include it in their keys, so that editing a registered
     strategy's builder, canonical source or prior parameters, or the family's loss, makes
@@ -137,17 +48,16 @@ def code_fingerprint(family: str, kinds: Iterable[str]) -> str | None:
     their bytecode with nested functions and constants (`marshal`), plus default arguments;
     helpers they call by name are not followed.
     """
-    if family in FAMILY_MODULES:
+    spec = FAMILIES.get(family)
+    if spec is None or spec.versioned:
         return None
-    from .loss import FAMILY_LOSSES
-
     digest = hashlib.sha256()
     for kind in sorted(kinds):
-        entry = REGISTERED.get((family, kind))
+        entry = spec.strategies.get(kind)
         if entry is not None:
             digest.update(f"{kind}\0{entry.source}\0".encode())
             digest.update(_callable_digest(entry.build) + _callable_digest(entry.parameters))
-    digest.update(_callable_digest(FAMILY_LOSSES.get(family)))
+    digest.update(_callable_digest(spec.loss))
     return digest.hexdigest()[:32]
 
 
@@ -161,16 +71,6 @@ def _callable_digest(function: Callable | None) -> bytes:
         except (OSError, TypeError):
             return repr(function).encode()
     return marshal.dumps(code) + repr(getattr(function, "__defaults__", None)).encode()
-
-
-def _source_text(source: str | Callable) -> str:
-    if isinstance(source, str):
-        return source
-    try:
-        return textwrap.dedent(inspect.getsource(source))
-    except (OSError, TypeError):
-        raise BayesiclError(f"cannot read the source of {source!r}; pass the canonical source "
-                            "as a string") from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -202,13 +102,15 @@ class Strategy:
             raise BayesiclError(f"unknown strategy kind {self.kind!r}; known: {', '.join(KINDS)}")
         if not isinstance(self.task, Task):
             raise BayesiclError(f"strategy task must be a bayesicl Task, got {type(self.task).__name__}")
-        object.__setattr__(self, "order", _check_order(self.task.family, self.kind, self.order))
-        if self.task.family not in FAMILY_MODULES:
-            if (self.task.family, self.kind) not in REGISTERED:
-                have = [k for (f, k) in REGISTERED if f == self.task.family]
+        spec = family_spec(self.task)
+        object.__setattr__(self, "order", _check_order(spec, self.kind, self.order))
+        if spec.kernels is None:
+            if self.kind not in spec.strategies:
+                have = list(spec.strategies)
+                with_kernels = [name for name, other in FAMILIES.items() if other.kernels is not None]
                 raise BayesiclError(f"no {self.kind} strategy for task family {self.task.family!r}; "
                                     + (f"registered: {', '.join(have)}" if have else
-                                       f"built in: {', '.join(FAMILY_MODULES)} (or use "
+                                       f"built in: {', '.join(with_kernels)} (or use "
                                        "bayesicl.strategies.register)"))
             if self.probabilities is not None:
                 raise BayesiclError(f"registered strategies of {self.task.family!r} take a uniform "
@@ -237,8 +139,13 @@ class Strategy:
 
     @property
     def output_kind(self) -> str:
-        """"predictions" for regression, "probabilities" for the other families."""
-        return "predictions" if self.task.family == "regression" else "probabilities"
+        """"probabilities" for a family of distributions, else "predictions" (regression)."""
+        return "probabilities" if self.spec.distribution else "predictions"
+
+    @property
+    def spec(self) -> FamilySpec:
+        """The spec of the strategy's task family (`bayesicl.families`)."""
+        return family_spec(self.task)
 
     @property
     def diversity(self) -> int | None:
@@ -248,11 +155,11 @@ class Strategy:
     @functools.cached_property
     def _registered(self) -> Callable[[Mapping[str, Any]], Any]:
         # A registered strategy's predictor, built on the first call and kept with the strategy.
-        return REGISTERED[(self.task.family, self.kind)].build(self.task, self.pool)
+        return self.spec.strategies[self.kind].build(self.task, self.pool)
 
-    @functools.cached_property
+    @property
     def _family(self):
-        return importlib.import_module(FAMILY_MODULES[self.task.family])
+        return self.spec.kernels
 
     @functools.cached_property
     def _prior(self) -> Any:
@@ -278,7 +185,7 @@ class Strategy:
         self.task.validate_batch(batch)
         if np.shape(batch[self.task.input_keys[0]])[0] == 0:
             raise BayesiclError(f"{self.task.family} batch holds no sequences")
-        if self.task.family not in FAMILY_MODULES:
+        if self._family is None:
             return self._registered_outputs(batch)
         prior = self._prior if self.kind == "memorizing" else None
         return self._family.outputs(self.kind, self.task, prior, batch, **self._order)
@@ -314,16 +221,15 @@ class Strategy:
         return f"Strategy({self.name}: {self.kind}, {self.task.family}{size}{prior})"
 
 
-def _check_order(family: str, kind: str, order: Any) -> int | None:
-    """The strategy's order: one of the family module's ORDERS for M and G, else None."""
-    module = FAMILY_MODULES.get(family)
-    orders = getattr(importlib.import_module(module), "ORDERS", None) if module else None
+def _check_order(spec: FamilySpec, kind: str, order: Any) -> int | None:
+    """The strategy's order: one of the family's `orders` for M and G, else None."""
+    family, orders = spec.name, spec.orders
     if orders is None or kind == "constant":
         if order is not None:
             raise BayesiclError(f"the {family} {kind} strategy takes no order, got {order!r}")
         return None
     if order is None:
-        return int(importlib.import_module(module).DEFAULT_ORDER)
+        return int(spec.default_order)
     if isinstance(order, bool) or order not in orders:
         raise BayesiclError(f"{family} strategies have order {' or '.join(map(str, orders))}, got {order!r}")
     return int(order)

@@ -14,8 +14,10 @@ Both terms are compressed sizes, an upper bound on description length:
   d concentrations; regression (0, 1, σ²); classification (0, 1/d, ε)), C the prediction it
   always makes (urns the d probabilities 1/d; regression the one number 0; classification the
   L label probabilities 1/L).
-- Strategies of user-registered families (`bayesicl.strategies.register`) are measured the
-  same way from the source and the prior parameters they were registered with.
+- Each family states its K_data in the `prior_parameters` of its spec (`bayesicl.families`,
+  in the family's strategy module). Strategies of user-registered families
+  (`bayesicl.strategies.register`) are measured the same way from the source and the prior
+  parameters they were registered with.
 
 Compressed size = 8 × the fewest bytes among lzma (preset 9 | extreme), bz2 (level 9), zlib
 (level 9), zstd (level 22, single-threaded) and the raw bytes.
@@ -29,7 +31,7 @@ parameters are stored as the paper's strategies hold them: urns M the float64 po
 the int64 Dirichlet pseudo-counts; regression M the pool as float32, G and C the int64
 prior (mean, variance) = (0, 1); classification M the float64 pool with labels, G and C
 (mean, variance) = (0, 1/d) as float64. K_code is the paper's for the strategies whose
-class source the paper measured (`PAPER_CODE_BITS`: urns M 4 784 bits, G 4 328 bits) and
+class source the paper measured (the spec's `paper_code_bits`: urns M 4 784 bits, G 4 328 bits) and
 otherwise the canonical source compressed with the paper's text compressors (brotli in
 text mode). Under it, for urns with d = 8, K_G = 4 416 bits and K_M(4) = 6 832 bits, the
 paper's values. α, β, γ fitted under one convention are not comparable with the other's.
@@ -49,7 +51,6 @@ from __future__ import annotations
 import ast
 import bz2
 import hashlib
-import importlib
 import io
 import json
 import lzma
@@ -66,6 +67,7 @@ import pandas as pd
 import zstandard
 
 from ..errors import BayesiclError
+from ..families import FAMILIES, KINDS, family_spec
 
 #: The frozen canonical sources and the stored K_code values.
 CANONICAL_DIR = Path(__file__).with_name("canonical")
@@ -82,13 +84,6 @@ COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
 #: Token types that carry layout, not content (ENCODING appears only for byte input).
 _LAYOUT_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
                   tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
-
-
-#: K_code in bits of the strategies the paper measured from its own class sources
-#: (BayesianAveragingCategoricalSequence, PosteriorMeanCategoricalSequence); used under
-#: paper_compatible. With the paper's K_data they give its K_G = 4 416 and K_M(4) = 6 832 bits.
-PAPER_CODE_BITS: dict[tuple[str, str], float] = {("urns", "memorizing"): 4784.0,
-                                                 ("urns", "generalizing"): 4328.0}
 
 
 def compressors(*, paper_compatible: bool = False, text: bool = False) -> dict[str, Callable[[bytes], bytes]]:
@@ -190,7 +185,7 @@ def measure_code_lengths() -> dict[str, Any]:
     Returns {"python", "compressors", "paper_compatible_compressors", "strategies":
     {family: {kind: {"source", "sha256", "normalized_bytes", "bits", "paper_compatible_bits"}}}}
     where sha256 is of the normalized source (UTF-8) and paper_compatible_bits uses the
-    paper's text compressors (`PAPER_CODE_BITS` replaces it where the paper measured K_code).
+    paper's text compressors (a spec's `paper_code_bits` replaces it where the paper measured K_code).
     """
     strategies: dict[str, dict[str, Any]] = {}
     for (family, kind), path in canonical_sources().items():
@@ -228,17 +223,15 @@ def code_length(family: str, kind: str, *, paper_compatible: bool = False) -> fl
 
     A strategy plugged in with `bayesicl.strategies.register` is measured from the source
     it was registered with (`source_length`). With `paper_compatible`, the paper's own value
-    where it measured one (`PAPER_CODE_BITS`).
+    where it measured one (the family spec's `paper_code_bits`).
 
     >>> code_length("urns", "memorizing") > 0, code_length("urns", "memorizing", paper_compatible=True)
     (True, 4784.0)
     """
-    from .base import REGISTERED
-
-    if paper_compatible and (str(family), str(kind)) in PAPER_CODE_BITS:
-        return PAPER_CODE_BITS[(str(family), str(kind))]
-
-    registered = REGISTERED.get((str(family), str(kind)))
+    spec = FAMILIES.get(str(family))
+    if paper_compatible and spec is not None and str(kind) in spec.paper_code_bits:
+        return float(spec.paper_code_bits[str(kind)])
+    registered = None if spec is None else spec.strategies.get(str(kind))
     if registered is not None:
         if registered.source is None:
             raise BayesiclError(f"strategy {family}/{kind} was registered without a canonical "
@@ -272,47 +265,27 @@ def prior_parameters(strategy: Any, *, paper_compatible: bool = False) -> np.nda
     [0.0, 1.0, 0.03125]
     """
     kind, task = _described(strategy)
-    family = task.family
-    registered = _registered(family, kind)
+    spec = family_spec(task)
+    registered = spec.strategies.get(kind)
     if registered is not None:
         return _registered_parameters(registered, task, getattr(strategy, "pool", None))
-    own = getattr(_family_module(family), "prior_parameters", None)
-    if own is not None:          # a family whose kernel module defines its K_data (markov)
-        pool = task.validate_pool(strategy.pool) if kind == "memorizing" else None
-        return own(kind, task, pool, getattr(strategy, "probabilities", None),
-                   getattr(strategy, "order", None))
-    d = int(task.num_dims)
-    if kind == "memorizing":
-        pool = task.validate_pool(strategy.pool)
-        if family == "classification":
-            pool = np.column_stack([pool.means, pool.labels])
-        elif family not in ("urns", "regression"):
-            raise BayesiclError(f"no K_data definition for the {family} memorizing strategy")
-        weights = getattr(strategy, "probabilities", None)
-        if weights is not None:
-            pool = np.column_stack([pool, np.asarray(weights, dtype=np.float64)])
-        if paper_compatible and family == "regression":    # the paper holds (D, d, 1) float32,
-            return np.ascontiguousarray(pool, dtype="<f4")[..., None]   # which its deltas follow
-        return np.ascontiguousarray(pool, dtype="<f8")
-    if paper_compatible and kind in ("generalizing", "constant"):
-        return _paper_prior(task)
-    if kind == "generalizing":
-        if family == "urns":
-            return np.full(d, float(task.concentration), dtype="<f8")
-        if family == "regression":
-            return np.array([0.0, 1.0, float(task.noise_variance)], dtype="<f8")
-        if family == "classification":
-            return np.array([0.0, 1.0 / d, float(task.within_class_variance)], dtype="<f8")
-        raise BayesiclError(f"no K_data definition for the {family} generalizing strategy")
-    # The constant strategy's parameters are the one prediction it makes everywhere.
-    if family == "urns":
-        return np.full(d, 1.0 / d, dtype="<f8")
-    if family == "regression":
-        return np.zeros(1, dtype="<f8")
-    if family == "classification":
-        labels = int(getattr(task, "num_labels", 2))
-        return np.full(labels, 1.0 / labels, dtype="<f8")
-    raise BayesiclError(f"no K_data definition for the {family} constant strategy")
+    if spec.prior_parameters is None:
+        raise BayesiclError(f"no K_data definition for the {task.family} {kind} strategy")
+    pool = task.validate_pool(strategy.pool) if kind == "memorizing" else None
+    return spec.prior_parameters(kind, task, pool, getattr(strategy, "probabilities", None),
+                                 getattr(strategy, "order", None), paper_compatible=paper_compatible)
+
+
+def weighted_pool(table: Any, probabilities: Any) -> np.ndarray:
+    """The memorizing prior as K_data stores it: the pool's rows, with the prior weights as a
+    last column when the prior is weighted; float64, C order.
+
+    >>> weighted_pool(np.eye(2), [0.25, 0.75]).tolist()
+    [[1.0, 0.0, 0.25], [0.0, 1.0, 0.75]]
+    """
+    if probabilities is not None:
+        table = np.column_stack([table, np.asarray(probabilities, dtype=np.float64)])
+    return np.ascontiguousarray(table, dtype="<f8")
 
 
 def data_length(strategy: Any, *, paper_compatible: bool = False) -> float:
@@ -325,20 +298,6 @@ def data_length(strategy: Any, *, paper_compatible: bool = False) -> float:
     """
     return array_bits(prior_parameters(strategy, paper_compatible=paper_compatible),
                       paper_compatible=paper_compatible)
-
-
-def _paper_prior(task: Any) -> np.ndarray:
-    """The task prior's parameters as the paper's G and C hold them (its `prior_params`)."""
-    if task.family == "urns":
-        if not float(task.concentration).is_integer():
-            raise BayesiclError("paper_compatible stores the urns prior as int64 and needs an "
-                                f"integer concentration, got {task.concentration!r}")
-        return np.full(int(task.num_dims), int(task.concentration), dtype="<i8")
-    if task.family == "regression":            # w ~ N(0, 1·I): Python ints in the paper, int64
-        return np.array([0, 1], dtype="<i8")
-    if task.family == "classification":        # exemplars ~ N(0, (1/d)·I)
-        return np.array([0.0, 1.0 / int(task.num_dims)], dtype="<f8")
-    raise BayesiclError(f"the paper's K convention has no K_data definition for the {task.family} family")
 
 
 def complexity(strategy: Any, *, paper_compatible: bool = False) -> float:
@@ -387,19 +346,6 @@ def complexity_table(task: Any, diversities: Iterable[int], seed: Any,
     return pd.DataFrame(rows, index=pd.Index(diversities, name="diversity"), columns=list(kinds))
 
 
-def _family_module(family: str):
-    from .base import FAMILY_MODULES
-
-    module = FAMILY_MODULES.get(family)
-    return None if module is None else importlib.import_module(module)
-
-
-def _registered(family: str, kind: str):
-    from .base import REGISTERED
-
-    return REGISTERED.get((family, kind))
-
-
 def _registered_parameters(registered, task: Any, pool: Any) -> np.ndarray:
     if registered.parameters is not None:
         values = registered.parameters(task, pool)
@@ -421,7 +367,7 @@ def _registered_parameters(registered, task: Any, pool: Any) -> np.ndarray:
 
 def _described(strategy: Any) -> tuple[str, Any]:
     kind, task = getattr(strategy, "kind", None), getattr(strategy, "task", None)
-    if kind not in ("memorizing", "generalizing", "constant") or task is None:
+    if kind not in KINDS or task is None:
         raise BayesiclError("complexity takes a strategy with .kind (memorizing, generalizing or "
                             f"constant) and .task, got {type(strategy).__name__}")
     if kind == "memorizing" and getattr(strategy, "pool", None) is None:

@@ -6,7 +6,10 @@ Per scored position (all T rows for urns and regression, the query for classific
 - regression: (ŷ_t − w·x_t)² / (2σ²) + ½, the lower-variance form of the squared error
   (y_t − ŷ_t)²/(2σ²) with the same expectation (w from batch["w"]);
 - classification: −log p̂[target], with the clamped probabilities of docs/model.md#classification-strategies;
+- markov: KL(P[x_t] ‖ p̂_t) on rows 1..T−1;
 - a family added with `bayesicl.tasks.register`: the loss given to `register_loss`.
+
+Each family's loss is the `loss` of its spec (`bayesicl.families`), in its own module.
 
 L̄ is a median of means over sequences drawn with `task.sample(pool, n, seed,
 purpose="loss_sequences")`, the same sequences for every strategy (common random numbers).
@@ -32,57 +35,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from scipy.special import xlogy
 
 from ..errors import BayesiclError
 from ..seeds import Seed, stream
+from ..families import family_spec
 from ..tasks import Task
 from .base import Strategy
 
-#: docs/model.md#strategy-loss: at least this many loss sequences (classification has one scored position each).
-DEFAULT_SEQUENCES = {"classification": 50_000}
-DEFAULT_SEQUENCES_OTHER = 10_000
-
 #: Sequences evaluated at a time, so that outputs of 50 000 sequences never sit in memory.
 _SEQUENCES_PER_STEP = 2_000
-
-#: Per-position losses of user-registered task families; `register_loss` adds them.
-FAMILY_LOSSES: dict[str, Callable[[Task, np.ndarray, Mapping[str, Any]], Any]] = {}
-
-
-def register_loss(family: str, per_position: Callable[[Task, np.ndarray, Mapping[str, Any]], Any]) -> None:
-    """Register the per-position loss of L̄ (docs/model.md#strategy-loss) for a family added by `tasks.register`.
-
-    `per_position(task, log_probs, batch)` gets a strategy's (or any predictor's) natural-log
-    probabilities on `batch` as float64, floored so that they are finite, in the layout the
-    strategy returns, and the batch itself, with the generating parameters the family's
-    sampler stores in it (the θ of each sequence, say). It returns the loss at every scored
-    position, (n, P) or (n,), typically KL(true next-token distribution ‖ prediction).
-    Registering a family again replaces its loss.
-
-    >>> import dataclasses, numpy as np, bayesicl as bic
-    >>> @bic.tasks.register
-    ... @dataclasses.dataclass(frozen=True)
-    ... class Dice(bic.tasks.Urns):          # urns under another family name
-    ...     family = "dice"
-    >>> def kl(task, log_probs, batch):       # KL(θ ‖ p̂_t) at every row t
-    ...     theta = np.asarray(batch["theta"])[:, None, :]
-    ...     return (theta * (np.log(theta) - log_probs)).sum(-1)
-    >>> register_loss("dice", kl)
-    >>> task = bic.task("dice", num_dims=2, context_length=3)
-    >>> fair = lambda batch: np.full((len(batch["tokens"]), 3, 2), 0.5)
-    >>> per_position_loss(task, fair, {"tokens": [[2, 0, 0, 1]], "theta": [[0.5, 0.5]]}).tolist()
-    [[0.0, 0.0, 0.0]]
-    """
-    from ..tasks import FAMILIES
-
-    if family in ("urns", "regression", "classification"):
-        raise BayesiclError(f"task family {family!r} has a built-in loss; register a new family")
-    if family not in FAMILIES:
-        raise BayesiclError(f"unknown task family {family!r}: register it first with bayesicl.tasks.register")
-    if not callable(per_position):
-        raise BayesiclError("register_loss() takes a callable per_position(task, log_probs, batch)")
-    FAMILY_LOSSES[family] = per_position
 
 
 def per_position_loss(task: Task, strategy: Strategy | Callable[[Mapping], Any],
@@ -90,7 +51,8 @@ def per_position_loss(task: Task, strategy: Strategy | Callable[[Mapping], Any],
     """Loss at every scored position: (n, T) for urns and regression, (n,) for classification.
 
     `strategy` is a `Strategy` or any callable with the same output layout (a transformer's
-    outputs, for instance). float64.
+    outputs, for instance). The family's spec gives the loss, from the float64 log-probabilities
+    (distribution families) or predictions. float64.
 
     >>> import bayesicl as bic
     >>> task = bic.task("urns", num_dims=2, context_length=3)
@@ -101,31 +63,19 @@ def per_position_loss(task: Task, strategy: Strategy | Callable[[Mapping], Any],
     if not isinstance(batch, Mapping):
         raise BayesiclError(f"per_position_loss takes a batch mapping, got {type(batch).__name__}")
     task.validate_batch(batch)
-    family = task.family
-    if family == "urns":
-        theta = _parameters(batch, "theta", (None, task.num_dims), family)
-        log_probs = _outputs(_log_probs(strategy, batch), (theta.shape[0], task.context_length, task.num_dims))
-        entropy_term = xlogy(theta, theta).sum(-1)                   # Σ_v θ_v log θ_v, (n,)
-        return entropy_term[:, None] - np.einsum("nv,ntv->nt", theta, log_probs)
-    if family == "regression":
-        w = _parameters(batch, "w", (None, task.num_dims), family)
-        predictions = _outputs(np.asarray(strategy(batch), dtype=np.float64), (w.shape[0], task.context_length))
-        x = np.asarray(batch["x"], dtype=np.float64)
-        signal = np.einsum("ntd,nd->nt", x, w)
-        return (predictions - signal) ** 2 / (2 * task.noise_variance) + 0.5
-    if family == "classification":
-        if "target" not in batch:
-            raise BayesiclError("classification batch is missing key 'target' (the query label)")
-        target = np.asarray(batch["target"])
-        if target.ndim != 1 or not np.issubdtype(target.dtype, np.integer) \
-                or np.any(target < 0) or np.any(target >= task.num_labels):
-            raise BayesiclError(f"classification batch['target'] must be (B,) labels in 0..{task.num_labels - 1}")
-        log_probs = _outputs(_log_probs(strategy, batch), (target.shape[0], task.num_labels))
-        return -np.take_along_axis(log_probs, target[:, None].astype(np.int64), axis=1)[:, 0]
-    if family in FAMILY_LOSSES:
-        return _registered_loss(task, strategy, batch)
-    raise BayesiclError(f"no strategy loss is defined for task family {family!r} "
-                        "(register one with bayesicl.strategies.register_loss)")
+    spec = family_spec(task)
+    if spec.loss is None:
+        raise BayesiclError(f"no strategy loss is defined for task family {task.family!r} "
+                            "(register one with bayesicl.strategies.register_loss)")
+    if spec.distribution:
+        outputs = _log_probs(strategy, batch)
+    else:
+        outputs = np.asarray(strategy(batch), dtype=np.float64)
+    values = np.asarray(spec.loss(task, outputs, batch), dtype=np.float64)
+    if values.ndim < 1 or values.shape[0] != outputs.shape[0]:
+        raise BayesiclError(f"the {task.family} loss returned shape {values.shape}, "
+                            f"expected ({outputs.shape[0]}, ...) losses per scored position")
+    return values
 
 
 def median_of_means(losses: np.ndarray, seed: Seed = 0) -> float:
@@ -207,7 +157,7 @@ def sequence_losses(task: Task, strategies, pool: Any, num_sequences: int | None
     (30, 1)
     """
     if num_sequences is None:
-        num_sequences = DEFAULT_SEQUENCES.get(task.family, DEFAULT_SEQUENCES_OTHER)
+        num_sequences = family_spec(task).loss_sequences
     strategies = list(strategies)
     batch = task.sample(pool, num_sequences, seed, purpose="loss_sequences", zipf=zipf)
     columns = []
@@ -286,16 +236,7 @@ def paired_losses(task: Task, strategies: Mapping[str, Strategy | Callable[[Mapp
                         loss_se=loss_se, difference=difference, difference_se=difference_se)
 
 
-def _registered_loss(task: Task, strategy: Any, batch: Mapping[str, Any]) -> np.ndarray:
-    log_probs = _log_probs(strategy, batch)
-    values = np.asarray(FAMILY_LOSSES[task.family](task, log_probs, batch), dtype=np.float64)
-    if values.ndim < 1 or values.shape[0] != log_probs.shape[0]:
-        raise BayesiclError(f"the registered {task.family} loss returned shape {values.shape}, "
-                            f"expected ({log_probs.shape[0]}, ...) losses per scored position")
-    return values
-
-
-def _parameters(batch: Mapping[str, Any], key: str, shape: tuple, family: str) -> np.ndarray:
+def batch_parameters(batch: Mapping[str, Any], key: str, shape: tuple, family: str) -> np.ndarray:
     if key not in batch:
         raise BayesiclError(f"{family} batch is missing key {key!r}, which the strategy loss needs "
                             f"(batches from task.sample carry it)")
@@ -305,7 +246,7 @@ def _parameters(batch: Mapping[str, Any], key: str, shape: tuple, family: str) -
     return value
 
 
-def _outputs(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def checked_outputs(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if values.shape != shape:
         raise BayesiclError(f"strategy outputs have shape {values.shape}, expected {shape} for this batch")
     return values

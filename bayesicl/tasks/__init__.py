@@ -11,21 +11,21 @@ import dataclasses
 from typing import Any
 
 from ..errors import BayesiclError
+from ..families import FAMILIES, FamilySpec, family_spec, register_family
 from .base import EVAL_SEQUENCES, OOD_POOL_SIZE, POOL_DRAW, Batch, Task, sampling_probabilities
 from .classification import Classification, LabelledPool
 from .markov import Markov
 from .regression import Regression
 from .urns import Urns
 
-#: Registered families by name; `register` adds user-defined ones (see examples/).
-FAMILIES: dict[str, type[Task]] = {cls.family: cls for cls in (Urns, Regression, Classification, Markov)}
-
 
 def register(cls: type[Task]) -> type[Task]:
-    """Register a new task family class (a `Task` subclass with a `family` name)."""
+    """Register the task class of a family: a shorthand of `bayesicl.families.register_family`
+    that keeps the rest of an already registered spec (its strategies, its loss)."""
     if not (isinstance(cls, type) and issubclass(cls, Task) and cls.family):
         raise BayesiclError("register() takes a Task subclass with a non-empty `family` name")
-    FAMILIES[cls.family] = cls
+    old = FAMILIES.get(cls.family)
+    register_family(FamilySpec(cls.family, cls) if old is None else dataclasses.replace(old, task=cls))
     return cls
 
 
@@ -40,7 +40,7 @@ def task(name: str, **params: Any) -> Task:
         return name
     if name not in FAMILIES:
         raise BayesiclError(f"unknown task {name!r}; known tasks: {', '.join(sorted(FAMILIES))}")
-    cls = FAMILIES[name]
+    cls = family_spec(name).task
     # A family may name a parameter in its own words (markov: num_states for num_dims).
     for alias, field in getattr(cls, "parameter_aliases", {}).items():
         if alias in params:
@@ -64,5 +64,5 @@ def from_settings(settings: dict[str, Any]) -> Task:
 
 
 __all__ = ["Task", "Urns", "Regression", "Classification", "Markov", "LabelledPool", "Batch", "task",
-           "from_settings", "register", "FAMILIES", "POOL_DRAW", "EVAL_SEQUENCES",
+           "from_settings", "register", "POOL_DRAW", "EVAL_SEQUENCES",
            "OOD_POOL_SIZE", "sampling_probabilities"]

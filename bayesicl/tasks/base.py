@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import BayesiclError
-from ..seeds import Seed, stream
+from ..seeds import Seed, seed_tuple, stream
 
 #: Pools are nested: pool(D, seed) is the first D rows of one draw of at least this many tasks.
 POOL_DRAW = 4096
@@ -121,8 +121,6 @@ class Task:
     def training_batch(self, pool: Any, batch_size: int, seed: Seed, step: int,
                        zipf: float | None = None) -> Batch:
         """The batch for optimizer step `step`: a pure function of (seed, step)."""
-        from ..seeds import seed_tuple
-
         return self.sample(pool, batch_size, (*seed_tuple(seed), int(step)),
                            purpose="train_batches", zipf=zipf)
 

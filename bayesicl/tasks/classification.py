@@ -9,7 +9,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from ..errors import BayesiclError
-from ..seeds import Seed
+from ..seeds import Seed, stream
 from .base import EVAL_SEQUENCES, Batch, Task, check_array
 
 
@@ -110,8 +110,6 @@ class Classification(Task):
 
     def iwl_sample(self, pool: Any, num_sequences: int, seed: Seed = 0) -> Batch:
         """In-weights probe: the query's exemplar never appears in the context (needs D ≥ 2)."""
-        from ..seeds import stream
-
         pool = self.validate_pool(pool)
         size = self.pool_size(pool)
         if size < 2:

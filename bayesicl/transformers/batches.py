@@ -25,32 +25,48 @@ This module imports NumPy only (no torch), so that worker processes start quickl
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..errors import BayesiclError
+from ..families import family_spec
 from ..tasks import Task
-
-#: Families whose transformer reads token ids (start token first) and predicts the next token
-#: over d outputs: urns colours, markov states.
-TOKEN_FAMILIES = ("urns", "markov")
 
 #: Most worker processes used when `data_workers` is left to the default on a GPU.
 MAX_AUTO_WORKERS = 8
 
 
+def transformer_layout(task: Task) -> str:
+    """The read-in/read-out layout of the task family's reference transformer (its spec's
+    `transformer`: "tokens", "pairs" or "query"; `bayesicl.families.TRANSFORMER_LAYOUTS`).
+
+    >>> import bayesicl as bic
+    >>> transformer_layout(bic.task("regression")), transformer_layout(bic.task("markov"))
+    ('pairs', 'tokens')
+    """
+    layout = family_spec(task).transformer
+    if layout is None:
+        raise BayesiclError(f"no reference transformer for task family {task.family!r} (its spec "
+                            "names no transformer layout)")
+    return layout
+
+
 def input_array(task: Task, batch: Mapping[str, Any]) -> np.ndarray:
-    """The model input for a batch (docs/model.md#batches), as NumPy: urns token ids (B, T) (start token and
-    x_1..x_{T-1}); regression (B, 2T, d) interleaved x and (y, 0..0); classification
+    """The model input for a batch (docs/model.md#batches), as NumPy, by the family's layout:
+    "tokens" (urns, markov) token ids (B, T) (start token and x_1..x_{T-1}); "pairs"
+    (regression) (B, 2T, d) interleaved x and (y, 0..0); "query" (classification)
     (B, T, d+L+1) rows (x, onehot label, query flag)."""
-    family = task.family
-    if family in TOKEN_FAMILIES:
+    layout = transformer_layout(task)
+    if layout == "tokens":
         return np.asarray(batch["tokens"])[:, :-1].astype(np.int64)
-    if family == "regression":
+    if layout == "pairs":
         x = np.asarray(batch["x"], dtype=np.float32)                # (B, T, d)
         y = np.asarray(batch["y"], dtype=np.float32)                # (B, T)
         B, T, d = x.shape
@@ -58,7 +74,7 @@ def input_array(task: Task, batch: Mapping[str, Any]) -> np.ndarray:
         tokens[:, :, 0] = x
         tokens[:, :, 1, 0] = y
         return tokens.reshape(B, 2 * T, d)
-    if family == "classification":
+    if layout == "query":
         x = np.asarray(batch["x"], dtype=np.float32)                # (B, T, d)
         labels = np.asarray(batch["labels"])                        # (B, T), last = −1
         L = task.num_labels
@@ -68,15 +84,16 @@ def input_array(task: Task, batch: Mapping[str, Any]) -> np.ndarray:
         np.put_along_axis(tokens[:, :-1, d:d + L], labels[:, :-1, None], 1.0, axis=-1)
         tokens[:, -1, -1] = 1.0
         return tokens
-    raise BayesiclError(f"no transformer read-in for task {family!r}")
+    raise BayesiclError(f"no transformer read-in for task {task.family!r}")
 
 
 def target_array(task: Task, batch: Mapping[str, Any]) -> np.ndarray:
-    """Training targets as NumPy: urns next colours x_1..x_T (B, T); regression y (B, T);
-    classification the query label (B,)."""
-    if task.family in TOKEN_FAMILIES:
+    """Training targets as NumPy: the next tokens x_1..x_T (B, T) ("tokens"); y (B, T)
+    ("pairs"); the query label (B,) ("query")."""
+    layout = transformer_layout(task)
+    if layout == "tokens":
         return np.asarray(batch["tokens"])[:, 1:].astype(np.int64)
-    if task.family == "regression":
+    if layout == "pairs":
         return np.asarray(batch["y"], dtype=np.float32)
     return np.asarray(batch["target"]).astype(np.int64)
 
@@ -152,9 +169,6 @@ def _executor(workers: int, settings: tuple) -> tuple[Any, Any]:
     would). Threads instead where forking is unsafe: no fork on this platform, or JAX (which
     runs threads of its own) already started in this process — e.g. a fit earlier in the same
     notebook. NumPy's random fills release the GIL, so threads still overlap with training."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-
     if "fork" in multiprocessing.get_all_start_methods() and not _jax_started():
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_install, initargs=settings), _make
@@ -162,8 +176,6 @@ def _executor(workers: int, settings: tuple) -> tuple[Any, Any]:
 
 
 def _jax_started() -> bool:
-    import sys
-
     if "jax" not in sys.modules:
         return False
     try:

@@ -18,11 +18,15 @@ import os
 import sys
 
 from ..errors import BayesiclError
+from ..families import FAMILIES
+from . import sweep as sweeping
+from .presets import load_recipe, parse_overrides
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `bayesicl train TASK --diversity D [D ...] --out RUNS`."""
-    parser.add_argument("task", choices=["urns", "regression", "classification", "markov"], help="task family")
+    parser.add_argument("task", choices=[name for name, spec in FAMILIES.items() if spec.transformer],
+                        help="task family")
     parser.add_argument("--diversity", "-D", type=int, nargs="+", required=True, metavar="D",
                         help="task diversities: one run per D (required)")
     parser.add_argument("--out", required=True, help="folder of runs, one subfolder per run (required)")
@@ -112,8 +116,7 @@ def warn_long_warmup(recipe) -> None:
 def train_main(args: argparse.Namespace) -> int:
     """`bayesicl train`: one logged run per diversity under --out; prints the run folders."""
     _prepare_torch(args)
-    from .presets import load_recipe
-    from .train import train_runs
+    from .train import train_runs        # torch: after _prepare_torch
 
     overrides = list(args.set)
     for flag in ("steps", "checkpoints", "seed", "device"):
@@ -137,16 +140,13 @@ def train_main(args: argparse.Namespace) -> int:
 def sweep_main(args: argparse.Namespace) -> int:
     """`bayesicl sweep`: every job of the grid; prints how many were trained and skipped."""
     _prepare_torch(args)
-    from .presets import parse_overrides
-    from .sweep import read_sweep_config, sweep, sweep_jobs
-
     config = args.config
     if args.steps is not None or args.set:
-        data, _ = read_sweep_config(args.config)
+        data, _ = sweeping.read_sweep_config(args.config)
         changes = parse_overrides(list(args.set) + ([f"steps={args.steps}"] if args.steps is not None else []))
         config = {**data, "set": {**data.get("set", {}), **changes}}
-        warn_long_warmup(sweep_jobs(config)[0].recipe)
-    summary = sweep(config, args.out, engine=args.engine, address=args.address, num_cpus=args.num_cpus,
+        warn_long_warmup(sweeping.sweep_jobs(config)[0].recipe)
+    summary = sweeping.sweep(config, args.out, engine=args.engine, address=args.address, num_cpus=args.num_cpus,
                     device=args.device, progress=not args.quiet)
     print(f"{len(summary['runs'])} runs in {args.out}: {summary['trained']} trained or resumed, "
           f"{summary['skipped']} already finished")

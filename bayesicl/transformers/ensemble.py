@@ -37,7 +37,7 @@ from .logger import BackgroundWriter
 from .model import Transformer, init_parameters, inputs_from_batch
 from .presets import Recipe
 from .stacked import stacked_loss, stacked_outputs
-from .train import (
+from .checkpoints import (
     EVAL_CHUNK,
     TrainingRun,
     TrainState,

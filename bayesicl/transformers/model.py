@@ -1,14 +1,18 @@
 """The reference transformer: a small GPT (pre-norm, learned absolute positions) with one
-read-in and one read-out per task family (docs/model.md#reference-transformers).
+read-in and one read-out per layout, which each family's spec names (`FamilySpec.transformer`;
+docs/model.md#reference-transformers).
 
-    urns            tokens s, x_1..x_{T-1} (ids)  -> token + position embedding
+    tokens (urns, markov)
+                    tokens s, x_1..x_{T-1} (ids)  -> token + position embedding
                     -> blocks -> logits over the d+1 vocabulary at every position; the
                     start-token logit is dropped and a log-softmax over the d colours gives
                     row t = log p(x_{t+1} | s, x_1..x_t), shape (B, T, d).
-    regression      interleaved x_0, (y_0, 0..0), x_1, (y_1, 0..0), ... (2T tokens of size d)
+    pairs (regression)
+                    interleaved x_0, (y_0, 0..0), x_1, (y_1, 0..0), ... (2T tokens of size d)
                     -> linear read-in + position -> blocks -> a scalar at every x token:
                     entry t predicts y_t from x_t and the pairs before it, shape (B, T).
-    classification  (x_k, onehot(label_k), 0) for the T-1 context items, (x_q, 0, 1) for the
+    query (classification)
+                    (x_k, onehot(label_k), 0) for the T-1 context items, (x_q, 0, 1) for the
                     query (the last slot flags it) -> linear read-in + position -> blocks ->
                     L logits at the query, log-softmaxed, shape (B, L).
 
@@ -39,9 +43,8 @@ from torch import nn
 from ..errors import BayesiclError
 from ..seeds import Seed, stream
 from ..tasks import Task
-from .batches import TOKEN_FAMILIES, input_array, target_array
-
-FAMILIES = ("urns", "regression", "classification", "markov")
+from ..families import FAMILIES, family_spec
+from .batches import input_array, target_array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +62,9 @@ class ModelConfig:
     mlp_width: int = 256
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise BayesiclError(f"ModelConfig: no transformer for task {self.family!r}; known: {list(FAMILIES)}")
+        if self.family not in FAMILIES or FAMILIES[self.family].transformer is None:
+            known = [name for name, spec in FAMILIES.items() if spec.transformer is not None]
+            raise BayesiclError(f"ModelConfig: no transformer for task {self.family!r}; known: {known}")
         for name in ("num_dims", "context_length", "num_labels", "num_layers", "num_heads", "width", "mlp_width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -75,21 +79,25 @@ class ModelConfig:
                    num_labels=getattr(task, "num_labels", 2), **architecture)
 
     @property
+    def layout(self) -> str:
+        """The family's read-in/read-out: "tokens", "pairs" or "query" (module docstring)."""
+        return family_spec(self.family).transformer
+
+    @property
     def num_positions(self) -> int:
-        """Tokens in one input sequence: T (urns, classification) or 2T (regression)."""
-        return 2 * self.context_length if self.family == "regression" else self.context_length
+        """Tokens in one input sequence: T ("tokens", "query") or 2T ("pairs")."""
+        return 2 * self.context_length if self.layout == "pairs" else self.context_length
 
     @property
     def read_in_size(self) -> int:
-        """Vocabulary d+1 (urns) or the size of one input vector (regression d, classification d+L+1)."""
-        return {"urns": self.num_dims + 1, "markov": self.num_dims + 1, "regression": self.num_dims,
-                "classification": self.num_dims + self.num_labels + 1}[self.family]
+        """Vocabulary d+1 ("tokens") or the size of one input vector ("pairs" d, "query" d+L+1)."""
+        return {"tokens": self.num_dims + 1, "pairs": self.num_dims,
+                "query": self.num_dims + self.num_labels + 1}[self.layout]
 
     @property
     def read_out_size(self) -> int:
-        """Logits over the d+1 vocabulary (urns), 1 prediction (regression) or L logits."""
-        return {"urns": self.num_dims + 1, "markov": self.num_dims + 1, "regression": 1,
-                "classification": self.num_labels}[self.family]
+        """Logits over the d+1 vocabulary ("tokens"), 1 prediction ("pairs") or L logits ("query")."""
+        return {"tokens": self.num_dims + 1, "pairs": 1, "query": self.num_labels}[self.layout]
 
 
 class CausalSelfAttention(nn.Module):
@@ -143,7 +151,7 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        if config.family in TOKEN_FAMILIES:
+        if config.layout == "tokens":
             self.read_in = nn.Embedding(config.read_in_size, config.width)
         else:
             self.read_in = nn.Linear(config.read_in_size, config.width)
@@ -160,10 +168,10 @@ class Transformer(nn.Module):
         """What a run logs, from `inputs` as made by `inputs_from_batch`: urns (B, T, d)
         log-probabilities, regression (B, T) predictions, classification (B, L) log-probs."""
         head = self.head(inputs)
-        family = self.config.family
-        if family in TOKEN_FAMILIES:
+        layout = self.config.layout
+        if layout == "tokens":
             return head[..., : self.config.num_dims].log_softmax(dim=-1)
-        if family == "regression":
+        if layout == "pairs":
             return head[:, 0::2, 0]                       # the x tokens: entry t predicts y_t
         return head[:, -1].log_softmax(dim=-1)            # the query, last
 
@@ -183,8 +191,8 @@ class Transformer(nn.Module):
 
 def output_loss(family: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The training loss from a model's outputs (`Transformer.forward`) and the targets
-    (`targets_from_batch`): MSE for regression, mean −log p(target) otherwise."""
-    if family == "regression":
+    (`targets_from_batch`): MSE for predictions (layout "pairs"), mean −log p(target) otherwise."""
+    if family_spec(family).transformer == "pairs":
         return ((outputs - targets) ** 2).mean()
     return -outputs.gather(-1, targets.unsqueeze(-1)).mean()    # outputs are log-probs
 

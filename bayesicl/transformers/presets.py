@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from ..errors import BayesiclError
+from ..families import FAMILIES, family_spec
 
-FAMILIES = ("urns", "regression", "classification", "markov")
 SCHEDULES = ("constant", "inverse_sqrt")
 OUTPUT_DTYPES = ("float32", "float16")
 
@@ -74,7 +74,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         where = f"recipe {self.name!r}" if self.name else "recipe"
-        _check_choice(where, "task", self.task, FAMILIES)
+        _check_choice(where, "task", self.task,
+                      [name for name, spec in FAMILIES.items() if spec.transformer is not None])
         _check_choice(where, "schedule", self.schedule, SCHEDULES)
         _check_choice(where, "output_dtype", self.output_dtype, OUTPUT_DTYPES)
         for field in ("num_dims", "context_length", "num_labels", "num_layers", "num_heads", "width",
@@ -99,7 +100,7 @@ class Recipe:
     def task_params(self) -> dict[str, Any]:
         """Keyword arguments of `bayesicl.task(self.task, ...)`."""
         params = {"num_dims": self.num_dims, "context_length": self.context_length}
-        if self.task == "classification":
+        if "num_labels" in {field.name for field in dataclasses.fields(family_spec(self.task).task)}:
             params["num_labels"] = self.num_labels
         return params
 
@@ -136,10 +137,8 @@ _HINTS = typing.get_type_hints(Recipe)
 def models_dirs() -> list[Path]:
     """Where presets are looked up by name: each folder of $BAYESICL_MODELS, then the
     repository's top-level `models/`."""
-    import bayesicl
-
     extra = [Path(p) for p in os.environ.get("BAYESICL_MODELS", "").split(os.pathsep) if p]
-    return [*extra, Path(bayesicl.__file__).resolve().parents[1] / "models"]
+    return [*extra, Path(__file__).resolve().parents[2] / "models"]
 
 
 def find_preset(name_or_path: str | os.PathLike) -> Path:

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .batches import TOKEN_FAMILIES
+from ..families import family_spec
 from .model import ModelConfig
 
 Parameters = Mapping[str, torch.Tensor]
@@ -70,7 +70,7 @@ def stacked_head(config: ModelConfig, parameters: Parameters, inputs: torch.Tens
     shape (E, B, ...): member e's slice is as `inputs_from_batch` makes it."""
     E, B, positions = inputs.shape[:3]
     C = config.width
-    if config.family in TOKEN_FAMILIES:
+    if config.layout == "tokens":
         table = parameters["read_in.weight"]                              # (E, vocabulary, width)
         offsets = torch.arange(E, device=inputs.device).view(E, 1, 1) * table.shape[1]
         h = F.embedding(inputs + offsets, table.reshape(-1, C))           # (E, B, positions, width)
@@ -90,9 +90,9 @@ def stacked_outputs(config: ModelConfig, parameters: Parameters, inputs: torch.T
     """What each member's run logs (`Transformer.forward`), stacked: urns (E, B, T, d),
     regression (E, B, T), classification (E, B, L)."""
     head = stacked_head(config, parameters, inputs)
-    if config.family in TOKEN_FAMILIES:
+    if config.layout == "tokens":
         return head[..., : config.num_dims].log_softmax(dim=-1)
-    if config.family == "regression":
+    if config.layout == "pairs":
         return head[:, :, 0::2, 0]
     return head[:, :, -1].log_softmax(dim=-1)
 
@@ -100,6 +100,6 @@ def stacked_outputs(config: ModelConfig, parameters: Parameters, inputs: torch.T
 def stacked_loss(family: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Each member's training loss (E,), as `model.output_loss` computes it for one member."""
     members = outputs.shape[0]
-    if family == "regression":
+    if family_spec(family).transformer == "pairs":
         return ((outputs - targets) ** 2).reshape(members, -1).mean(dim=1)
     return -outputs.gather(-1, targets.unsqueeze(-1)).reshape(members, -1).mean(dim=1)

@@ -42,7 +42,7 @@ import yaml
 
 from ..atomic import read_regular
 from ..errors import BayesiclError
-from .presets import Recipe, load_recipe
+from .presets import Recipe, load_recipe, recipe_from_mapping
 
 ENGINES = ("local", "batched", "ray")
 SWEEP_FIELDS = ("preset", "diversities", "mlp_widths", "context_lengths", "seeds", "set", "engine", "batched")
@@ -150,7 +150,7 @@ def _units(jobs: Sequence[Job], batched: bool) -> list[list[Job]]:
 
 
 def _train_unit(unit: Sequence[Job], out: str, progress: bool) -> list[str]:
-    from .train import train_runs
+    from .train import train_runs        # torch, only where a job trains
 
     recipe = unit[0].recipe
     paths = train_runs(recipe, [job.diversity for job in unit], out, resume=True,
@@ -187,8 +187,6 @@ def _ray_job(unit: list[tuple[dict[str, Any], int]], out: str) -> list[str]:
     # One Ray task = one CPU: keep torch to one thread so that tasks do not oversubscribe.
     import torch
 
-    from .presets import recipe_from_mapping
-
     torch.set_num_threads(1)
     jobs = [Job(recipe_from_mapping(r, "sweep job"), d) for r, d in unit]
     return _train_unit(jobs, out, progress=False)
@@ -199,7 +197,7 @@ def _finished(job: Job, out: Path) -> bool:
     another process (a sweep still running) is writing, is refused in one line."""
     if not (out / job.recipe.run_name(job.diversity) / "run.json").exists():
         return False
-    from .train import open_training_run
+    from .checkpoints import open_training_run        # torch, only where a run exists
 
     run = open_training_run(job.recipe, job.diversity, out, resume=True)
     run.close()
