@@ -2,8 +2,8 @@
 Bayesian account (Wurgaft et al., 2025, "In-Context Learning Strategies Emerge Rationally").
 
 The package follows the data flow: `tasks` → logged `runs` → `strategies` (outputs, losses,
-complexities) → `rational` strategy model → `fit` → `plot`. Importing bayesicl never imports
-torch; the reference transformers live in `bayesicl.transformers`.
+complexities) → `rational` strategy model → `inference` (`bic.fit`) → `plot`. Importing
+bayesicl never imports torch; the reference transformers live in `bayesicl.transformers`.
 
 >>> import bayesicl as bic
 >>> task = bic.task("urns", num_dims=8, context_length=16)
@@ -33,18 +33,19 @@ from .errors import BayesiclError  # noqa: E402
 from .tasks import task  # noqa: E402
 
 #: Stages loaded on first use, so that `import bayesicl` stays light and never imports torch.
-_LAZY = {"fit": ".fit", "plot": ".plot", "evidence": ".evidence", "runs": ".runs",
+_LAZY = {"inference": ".inference", "plot": ".plot", "evidence": ".evidence", "runs": ".runs",
          "observe": ".observe", "metrics": ".metrics", "rational": ".rational"}
+#: Functions of `bayesicl.inference` exported here, loaded on first use: `bic.fit(runs)` is the
+#: fit itself (`bayesicl.inference.pipeline.fit`), with its own signature and docstring.
+_LAZY_FUNCTIONS = ("fit", "load_fit", "fit_population", "cross_validate", "compare_variants")
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         return importlib.import_module(_LAZY[name], __name__)
-    if name == "load_fit":
-        from .fit import load_fit
-
-        return load_fit
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(".inference", __name__), name)
     raise AttributeError(f"module 'bayesicl' has no attribute {name!r}")
 
 
-__all__ = [*_LAZY, "load_fit", "__version__", "BayesiclError", "families", "strategies", "task", "tasks"]
+__all__ = [*_LAZY, *_LAZY_FUNCTIONS, "__version__", "BayesiclError", "families", "strategies", "task", "tasks"]

@@ -1,4 +1,4 @@
-"""Host devices for JAX, so that MCMC chains can run in parallel (`bayesicl.fit.chains`).
+"""Host devices for JAX, so that MCMC chains can run in parallel (`bayesicl.inference.chains`).
 
 Opt-in: with ``BAYESICL_CHAIN_DEVICES`` set (a count, or "auto": one per core, at most
 `MAX_HOST_DEVICES`), `bayesicl/__init__.py` asks XLA for that many CPU devices before JAX

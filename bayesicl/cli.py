@@ -29,19 +29,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from .fit.command import fit_main
+    from .inference.command import fit_main
 
     return fit_main(args)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .fit.population_command import predict_main
+    from .inference.population_command import predict_main
 
     return predict_main(args)
 
 
 def _cross_validate(args: argparse.Namespace) -> int:
-    from .fit.population_command import cross_validate_main
+    from .inference.population_command import cross_validate_main
 
     return cross_validate_main(args)
 

@@ -2,7 +2,7 @@
 
 The grid (data/runs/urns-grid, data/README.md) holds urns runs of several configurations
 (MLP width × context length); the demo fits them with partial pooling
-(`bayesicl.fit.fit_population`), writes the fit folder, its figures and report.html, and
+(`bayesicl.inference.fit_population`), writes the fit folder, its figures and report.html, and
 prints the population parameters, every configuration's (α, β, γ) and N*(D), and how to run
 the leave-one-configuration-out validation.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fit.population_command import run_population_fit, scan_configurations
+from .inference.population_command import run_population_fit, scan_configurations
 
 #: Shipped runs folders that hold several configurations: the demo fits them as a population.
 POPULATION_TASKS = ("urns-grid",)
@@ -23,7 +23,7 @@ DEMO_SAMPLER = {"num_chains": 4, "num_samples": 500, "num_warmup": 500}
 def run_population_demo(runs, out, seed: int = 0, echo=print, note=None, **sampler):
     """Fit the configurations in `runs` with partial pooling, write the fit folder, its
     figures and report.html into `out` and print the headline numbers, as `bayesicl fit RUNS/`
-    does (`bayesicl.fit.population_command.run_population_fit`, with `DEMO_SAMPLER`); then
+    does (`bayesicl.inference.population_command.run_population_fit`, with `DEMO_SAMPLER`); then
     say how to run the leave-one-configuration-out validation. Returns the result."""
     sampler = {**DEMO_SAMPLER, **sampler}
     count, varying = scan_configurations(runs)

@@ -4,7 +4,7 @@ Synthetic urns evidence (d = 8, T = 32, 32 sequences; 9 diversities 4 … 1024 �
 log-spaced steps 20 … 100 000) whose "transformer" is the mixture of the real strategies with
 weights from the rational model at a random truth (α, β, γ) PLUS, per run, a log-odds offset
 of sd `run_sd` and an AR(1) log-odds deviation along the run's checkpoints (sd 0.3, lag-1
-correlation 0.7), built with `bayesicl.fit.synthetic.misfit_weights`, and stored in float16
+correlation 0.7), built with `bayesicl.inference.synthetic.misfit_weights`, and stored in float16
 as the shipped runs are (a weight of exactly 0 or 1 is then observed to within float16
 resolution, as on real runs; with float32 storage every saturated condition is trivially
 covered). For each run_sd in (0.5, 1) and 5 truths: does the 90% interval
@@ -12,7 +12,7 @@ of α, β, γ cover the truth (15 checks per
 run_sd; target ≥ 12), and what share of held-out observed weights lie inside their 90%
 predictive interval (target 80–97%; ID and OOD held-out observations together, and each)?
 Held-out conditions of a fitted run are forecast from the run's fit residuals (the AR(1)
-conditional, `bayesicl.fit.predict.condition_on_runs`); the held-out diversity gets a new run.
+conditional, `bayesicl.inference.predict.condition_on_runs`); the held-out diversity gets a new run.
 
     nice python benchmarks/calibration.py [--effects run+trend] [--draws 1000] [--out FILE]
 
@@ -29,8 +29,8 @@ import time
 import numpy as np
 
 import bayesicl as bic
-from bayesicl.fit import fit
-from bayesicl.fit.synthetic import misfit_weights, strategy_outputs, synthetic_evidence, synthetic_terms
+from bayesicl.inference import fit
+from bayesicl.inference.synthetic import misfit_weights, strategy_outputs, synthetic_evidence, synthetic_terms
 
 MG = ("memorizing", "generalizing")
 DIVERSITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)

@@ -12,7 +12,7 @@ one-off token-level tabulation of the objective and of the relative-distance cur
 (8 starts, Newton polish on the exact objective; first call including JIT compilation and a
 warm second call), NUTS with 4 chains × 1000 draws after 1000 warm-up steps for both chain
 methods (cold: compiled from scratch into an empty JAX cache; warm: the compiled program
-reused), and the whole `bayesicl.fit.fit` call including metrics, baselines and predictions.
+reused), and the whole `bayesicl.inference.fit` call including metrics, baselines and predictions.
 Targets on 2 CPU cores: MAP ≤ 10 s, NUTS ≤ 90 s. The machine may be shared: the load average
 is printed before and after.
 """
@@ -33,13 +33,13 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayesicl as bic  # noqa: E402
-from bayesicl.fit import fit  # noqa: E402
-from bayesicl.fit.data import fit_data  # noqa: E402
-from bayesicl.fit.map import fit_map  # noqa: E402
-from bayesicl.fit.model import resolve_priors  # noqa: E402
-from bayesicl.fit.nuts import fit_nuts  # noqa: E402
-from bayesicl.fit.split import fit_split  # noqa: E402
-from bayesicl.fit.synthetic import strategy_outputs, synthetic_evidence, synthetic_terms  # noqa: E402
+from bayesicl.inference import fit  # noqa: E402
+from bayesicl.inference.data import fit_data  # noqa: E402
+from bayesicl.inference.map import fit_map  # noqa: E402
+from bayesicl.inference.model import resolve_priors  # noqa: E402
+from bayesicl.inference.nuts import fit_nuts  # noqa: E402
+from bayesicl.inference.split import fit_split  # noqa: E402
+from bayesicl.inference.synthetic import strategy_outputs, synthetic_evidence, synthetic_terms  # noqa: E402
 
 MG = ("memorizing", "generalizing")
 DIVERSITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -99,7 +99,7 @@ def main() -> None:
         print(f"    r_hat max {d['r_hat_max']:.4f}, ESS bulk min {d['ess_bulk_min']:.0f}, "
               f"divergences {d['divergences']}, "
               + ", ".join(f"{k} {np.mean(v):.4g}" for k, v in nuts.draws.items()))
-    _, whole = clock("bayesicl.fit.fit(method='nuts'), everything, warm",
+    _, whole = clock("bayesicl.inference.fit(method='nuts'), everything, warm",
                      lambda: fit(evidence, method="nuts", seed=0))
     print()
     print(f"MAP: {map_cold:.1f} s cold, {map_warm:.1f} s warm (target ≤ 10 s); tabulation {tabulation:.1f} s")

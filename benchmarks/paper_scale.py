@@ -103,7 +103,7 @@ def stage(name: str, store: Path, scale: float, cache: Path, loss_sequences: int
         evidence = build_evidence(store, loss_sequences=loss_sequences)
         out["conditions"] = evidence.num_conditions
         if name in ("map", "nuts"):
-            from bayesicl.fit import fit
+            from bayesicl.inference import fit
 
             fit_began = time.perf_counter()
             result = fit(evidence, method=name, num_chains=2, num_samples=draws, num_warmup=draws)

@@ -3,7 +3,7 @@
 For each of 5 random populations (seeds 0 … 4): synthetic urns evidence (d = 4; 4 diversities
 4 … 32 × 5 log-spaced steps 100 … 10 000; 8 sequences, 128 loss sequences) for the 9
 configurations mlp_width ∈ {16, 32, 64} × context_length ∈ {8, 16, 32}, drawn through
-`bayesicl.fit.synthetic.synthetic_population` from a known population (covariate slopes,
+`bayesicl.inference.synthetic.synthetic_population` from a known population (covariate slopes,
 between-configuration sd τ) with run effects: a per-run log-odds offset (sd 0.5), an AR(1)
 deviation (sd 0.2, lag-1 correlation 0.5) and independent log-odds noise (sd 0.2). The centre configuration (mlp_width 32,
 context_length 16) is held out; the other 8 are fitted with partial pooling (NUTS,
@@ -27,8 +27,8 @@ import time
 import numpy as np
 
 import bayesicl as bic
-from bayesicl.fit.population import fit_population
-from bayesicl.fit.synthetic import synthetic_population
+from bayesicl.inference.population import fit_population
+from bayesicl.inference.synthetic import synthetic_population
 
 GRID = {"mlp_width": [16, 32, 64], "context_length": [8, 16, 32]}
 HELD_OUT = {"mlp_width": 32, "context_length": 16}

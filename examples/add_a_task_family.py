@@ -20,7 +20,7 @@ What the library needs from a new family, and what it then does by itself:
 
 Then `bayesicl.strategies.loss` and `complexity` give L̄_s(D) and K_s(D), a synthetic
 "transformer" behaves as the rational model says at known (α, β, γ), with a little noise,
-`bayesicl.evidence.evidence_from_arrays` measures it, and `bayesicl.fit.fit` recovers the
+`bayesicl.evidence.evidence_from_arrays` measures it, and `bayesicl.inference.fit` recovers the
 parameters.
 
     python examples/add_a_task_family.py --out example-out/zipfian-urns
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         task, strategies, np.array(transformer), np.array(strategy_outputs), diversity=diversity,
         step=step, loss=loss, complexity=complexity, cutoff="all", cache=False)
 
-    from bayesicl.fit import fit
+    from bayesicl.inference import fit
     from bayesicl.plot import phase_diagram
 
     result = fit(evidence, method=args.method, seed=args.seed)

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{diversity:>5} {losses[0]:8.4f} {losses[1]:8.4f} {bits[0]:11.0f} {bits[1]:11.0f}")
 
     # -- 3. fit the rational model to logged transformer runs -----------------------------------
-    from bayesicl.fit import fit
+    from bayesicl.inference import fit
     from bayesicl.plot import phase_diagram
 
     runs = Path(args.runs) if args.runs else demo_runs("urns")

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Spinning OpenMP threads collapse throughput on a shared CPU; set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from bayesicl.evidence import build_evidence
-    from bayesicl.fit import fit
+    from bayesicl.inference import fit
     from bayesicl.plot import phase_diagram
     from bayesicl.transformers.presets import parse_overrides
     from bayesicl.transformers.sweep import sweep

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 import bayesicl as bic
-from bayesicl.fit.synthetic import strategy_outputs, synthetic_terms
+from bayesicl.inference.synthetic import strategy_outputs, synthetic_terms
 
 MG = ("memorizing", "generalizing")
 DIVERSITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)

@@ -16,12 +16,17 @@ def test_importing_bayesicl_and_fitting_code_never_imports_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_bayesicl_fit_is_callable_and_is_the_fit_function(monkeypatch):
-    calls = []
-    monkeypatch.setattr(bic.fit, "fit", lambda *a, **k: calls.append((a, k)) or "result")
-    assert bic.fit("runs/", method="map") == "result"
-    assert calls == [(("runs/",), {"method": "map"})]
-    assert bic.load_fit is bic.fit.load_fit
+def test_bic_fit_is_the_fit_function_itself_with_its_signature_and_docstring():
+    import inspect
+
+    from bayesicl.inference import cross_validate, fit, fit_population, load_fit
+    from bayesicl.inference.pipeline import fit as pipeline_fit
+
+    assert bic.fit is fit is pipeline_fit
+    assert (bic.load_fit, bic.fit_population, bic.cross_validate) == (load_fit, fit_population, cross_validate)
+    parameters = inspect.signature(bic.fit).parameters
+    assert "method" in parameters and "args" not in parameters
+    assert bic.fit.__doc__.startswith("Fit (α, β, γ) of the rational strategy model")
 
 
 def test_cli_version_and_every_verbs_help_print_and_exit_zero(capsys):

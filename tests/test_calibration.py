@@ -3,9 +3,9 @@
 Real transformer runs carry a log-odds offset per run and residuals that drift together along
 a run's checkpoints; a likelihood of independent conditions then gives intervals far too
 narrow (1 of 15 truths covered at offset sd 1). Here synthetic evidence is built through the
-public API — `bayesicl.fit.synthetic.misfit_weights` on the shared urns grid (9 diversities ×
+public API — `bayesicl.inference.synthetic.misfit_weights` on the shared urns grid (9 diversities ×
 20 steps, tests/fit_reference.py) — with per-run offsets (sd 0.5 and 1) and an AR(1)
-deviation along each run (sd 0.3, lag-1 correlation 0.7), and fitted with `bayesicl.fit.fit`
+deviation along each run (sd 0.3, lag-1 correlation 0.7), and fitted with `bayesicl.inference.fit`
 (default effects: run + trend). Reduced for the unit suite (3 truths, short chains); the full
 measurement (5 truths, default chains) is benchmarks/calibration.py.
 """
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from fit_reference import DIVERSITIES, STEPS, random_truths
 
-from bayesicl.fit import fit
-from bayesicl.fit.synthetic import misfit_weights, synthetic_evidence
+from bayesicl.inference import fit
+from bayesicl.inference.synthetic import misfit_weights, synthetic_evidence
 
 NAMES = ("alpha", "beta", "gamma")
 
@@ -68,9 +68,9 @@ def test_misfit_weights_add_run_offsets_and_an_autocorrelated_drift(grid):
 
 def test_synthetic_outputs_stored_in_float16_move_the_observed_weight_by_less_than_the_resolution(grid):
     """The benchmark stores its synthetic outputs in float16 like the shipped runs; the rounding
-    moves an observed weight far less than the likelihood's resolution ε (fit.model.RESOLUTION)."""
+    moves an observed weight far less than the likelihood's resolution ε (inference.model.RESOLUTION)."""
     from bayesicl import BayesiclError
-    from bayesicl.fit.model import RESOLUTION
+    from bayesicl.inference.model import RESOLUTION
 
     task, outputs, terms = grid
     first_three = (outputs[0][:3], outputs[1])                # the strategies' outputs of D = 4, 8, 16

@@ -1,4 +1,4 @@
-"""Chains split over CPU devices (bayesicl.fit.chains, docs/decisions.md "Chains on every core")."""
+"""Chains split over CPU devices (bayesicl.inference.chains, docs/decisions.md "Chains on every core")."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesicl._host import FLAG, SWITCH, request_host_devices
-from bayesicl.fit.chains import chain_devices, map_chains, place_chains
+from bayesicl.inference.chains import chain_devices, map_chains, place_chains
 
 
 def _chain(key, start, shared):
@@ -71,16 +71,16 @@ def test_bayesicl_import_sets_the_devices_only_when_asked_and_before_jax():
 
 
 def test_a_nuts_sampler_draws_the_same_numbers_with_two_devices_and_four():
-    # The sampler alone (bayesicl.fit.nuts.fit_nuts, as bayesicl.fit.fit calls it), so that the
+    # The sampler alone (bayesicl.inference.nuts.fit_nuts, as bayesicl.inference.fit calls it), so that the
     # two fresh processes compile one program each.
     code = """
 import jax, bayesicl as bic
-from bayesicl.fit.data import fit_data
-from bayesicl.fit.map import fit_map
-from bayesicl.fit.model import resolve_priors
-from bayesicl.fit.nuts import fit_nuts
-from bayesicl.fit.split import fit_split
-from bayesicl.fit.synthetic import synthetic_evidence
+from bayesicl.inference.data import fit_data
+from bayesicl.inference.map import fit_map
+from bayesicl.inference.model import resolve_priors
+from bayesicl.inference.nuts import fit_nuts
+from bayesicl.inference.split import fit_split
+from bayesicl.inference.synthetic import synthetic_evidence
 task = bic.task("urns", num_dims=4, context_length=8)
 ev = synthetic_evidence(task, [2, 4, 8], [10, 100, 1000, 10000], params=(0.6, 0.2, 0.85),
                         num_sequences=8, loss_sequences=64)

@@ -61,7 +61,7 @@ def test_every_flag_that_takes_a_value_shows_its_default(name, action):
 
 
 def test_fit_out_defaults_to_a_folder_beside_the_runs(tmp_path):
-    from bayesicl.fit.command import default_out
+    from bayesicl.inference.command import default_out
 
     args = build_parser().parse_args(["fit", str(tmp_path / "runs")])
     assert args.out is None

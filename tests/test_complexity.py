@@ -422,8 +422,8 @@ def test_complexity_rejects_what_is_not_a_strategy():
 
 
 def test_fit_records_its_k_convention_and_refuses_evidence_of_the_other():
-    from bayesicl.fit import fit
-    from bayesicl.fit.synthetic import synthetic_evidence
+    from bayesicl.inference import fit
+    from bayesicl.inference.synthetic import synthetic_evidence
 
     task = bic.task("urns", num_dims=4, context_length=8)
     evidence = synthetic_evidence(task, [2, 4, 8], [10, 100, 1000], params=(0.6, 0.2, 0.85),

@@ -31,9 +31,9 @@ from safetensors.torch import load_file, save_file
 import bayesicl as bic
 from bayesicl.cli import main
 from bayesicl.errors import BayesiclError
-from bayesicl.fit import folder as fit_folder
-from bayesicl.fit import load_fit
-from bayesicl.fit.synthetic import mixture_output
+from bayesicl.inference import folder as fit_folder
+from bayesicl.inference import load_fit
+from bayesicl.inference.synthetic import mixture_output
 from bayesicl.runs import RunWriter, check_runs, open_run
 from bayesicl.transformers.presets import load_recipe
 from bayesicl.transformers.train import STATE_DIR, STATE_FILE, train_run
@@ -88,7 +88,7 @@ def _fit_result(method: str, alpha: float):
     """A fit result as `fit` returns it, made by hand (a real NUTS fit costs minutes here and
     the faults are in how a result is saved and read back, not in how it is computed)."""
     import arviz as az
-    from bayesicl.fit.result import FitResult
+    from bayesicl.inference.result import FitResult
 
     task = bic.task("urns", num_dims=4, context_length=8)
     strategies = ("memorizing", "generalizing")
@@ -543,7 +543,7 @@ def test_a_sweep_config_that_is_not_utf8_is_one_line(tmp_path, capsys):
 
 
 def test_an_out_that_is_a_file_is_refused_before_the_fit_runs(runs, tmp_path, capsys, monkeypatch):
-    import bayesicl.fit.command as command
+    import bayesicl.inference.command as command
 
     (tmp_path / "file").write_text("mine")
     monkeypatch.setattr(command, "build_evidence", lambda *a, **k: pytest.fail("the fit ran"))
@@ -620,7 +620,7 @@ def test_a_resume_state_with_a_wrong_shaped_tensor_is_one_line(tmp_path, capsys)
 @pytest.mark.parametrize("failure", ["full", "read-only"])
 def test_a_full_or_read_only_file_system_is_one_line_and_leaves_nothing_partial(runs, fits, tmp_path, capsys,
                                                                                 monkeypatch, verb, failure):
-    import bayesicl.fit.command as command
+    import bayesicl.inference.command as command
 
     monkeypatch.setattr(command, "fit", lambda *a, **k: fits["map"])   # its result, without the minutes
     with tmpfs(tmp_path / "fs", size="64k", full=failure == "full", read_only=failure == "read-only") as fs:

@@ -13,10 +13,10 @@ import pytest
 import bayesicl as bic
 from bayesicl.cli import main as cli_main
 from bayesicl.errors import BayesiclError
-from bayesicl.fit import fit, load_fit
-from bayesicl.fit import guards
-from bayesicl.fit.command import parse_complexity_overrides, parse_prior_overrides
-from bayesicl.fit.synthetic import mixture_output, strategy_outputs, synthetic_evidence, synthetic_terms
+from bayesicl.inference import fit, load_fit
+from bayesicl.inference import guards
+from bayesicl.inference.command import parse_complexity_overrides, parse_prior_overrides
+from bayesicl.inference.synthetic import mixture_output, strategy_outputs, synthetic_evidence, synthetic_terms
 from fit_reference import MG, log_odds
 
 DIVERSITIES = (2, 4, 8, 16)
@@ -188,7 +188,7 @@ def test_nuts_summary_reports_coverage_elpd_effects_and_transition_conventions(n
 
 
 def test_infinite_transition_steps_are_the_string_inf_and_nan_is_null():
-    from bayesicl.fit.pipeline import _transition_records
+    from bayesicl.inference.pipeline import _transition_records
 
     frame = pd.DataFrame({"diversity": [4, 8], "transition_step": [math.inf, math.nan]})
     assert _transition_records(frame) == [{"diversity": 4, "transition_step": "inf"},
@@ -196,7 +196,7 @@ def test_infinite_transition_steps_are_the_string_inf_and_nan_is_null():
 
 
 def test_load_fit_reads_a_folder_written_with_the_old_names(nuts_fit, tmp_path):
-    from bayesicl.fit.folder import digests
+    from bayesicl.inference.folder import digests
 
     folder = nuts_fit.save(tmp_path / "fit")
     conditions = pd.read_csv(folder / "conditions.csv").rename(

@@ -15,10 +15,10 @@ import pytest
 from fit_reference import DIVERSITIES, MG, STEPS, log_odds, random_truths
 
 import bayesicl as bic
-from bayesicl.fit.data import fit_data
-from bayesicl.fit.map import fit_map
-from bayesicl.fit.split import fit_split
-from bayesicl.fit.synthetic import strategy_outputs, synthetic_evidence, synthetic_terms
+from bayesicl.inference.data import fit_data
+from bayesicl.inference.map import fit_map
+from bayesicl.inference.split import fit_split
+from bayesicl.inference.synthetic import strategy_outputs, synthetic_evidence, synthetic_terms
 
 PAPER_START = (0.6, 0.2, 0.85)
 
@@ -171,7 +171,7 @@ def test_three_strategy_objective_is_computed_from_the_tokens():
 
 
 def test_ablations_never_beat_the_full_model_they_restrict(paper_truth):
-    from bayesicl.fit import compare_variants
+    from bayesicl.inference import compare_variants
 
     evidence, _ = paper_truth
     table = compare_variants(evidence, method="map", random_starts=2).set_index("variant")

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from fit_reference import DIVERSITIES, STEPS, log_odds, random_truths
 
-from bayesicl.fit import compare_variants, fit
-from bayesicl.fit.chains import chain_devices
-from bayesicl.fit.data import fit_data
-from bayesicl.fit.map import fit_map
-from bayesicl.fit.model import resolve_priors
-from bayesicl.fit.nuts import fit_nuts
-from bayesicl.fit.split import fit_split
-from bayesicl.fit.synthetic import synthetic_evidence
+from bayesicl.inference import compare_variants, fit
+from bayesicl.inference.chains import chain_devices
+from bayesicl.inference.data import fit_data
+from bayesicl.inference.map import fit_map
+from bayesicl.inference.model import resolve_priors
+from bayesicl.inference.nuts import fit_nuts
+from bayesicl.inference.split import fit_split
+from bayesicl.inference.synthetic import synthetic_evidence
 
 NAMES = ("alpha", "beta", "gamma")
 
@@ -93,7 +93,7 @@ def test_run_log_likelihood_integrates_the_run_effect_like_a_brute_force_sum(gri
     without trend: independent conditions)."""
     from scipy.stats import norm
 
-    from bayesicl.fit.compare import run_log_likelihood
+    from bayesicl.inference.compare import run_log_likelihood
 
     evidence = evidence_for(grid, (0.6, 0.2, 0.85), noise=0.1, seed=3)
     data = fit_data(evidence, fit_split(evidence.conditions, 0.2))
@@ -139,8 +139,8 @@ def test_a_seen_runs_heldout_conditions_are_forecast_from_its_fit_residuals():
     """condition_on_runs equals Gaussian conditioning on the full joint covariance of each
     run (AR(1) in checkpoint order, docs/model.md#run-effects-and-honest-intervals), leaves
     the given rows and the rows of runs without given rows as they were."""
-    from bayesicl.fit.model import RESOLUTION
-    from bayesicl.fit.predict import condition_on_runs
+    from bayesicl.inference.model import RESOLUTION
+    from bayesicl.inference.predict import condition_on_runs
 
     rng = np.random.default_rng(3)
     draws, run = 5, np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 2])

@@ -12,7 +12,7 @@ import pytest
 import bayesicl as bic
 from bayesicl import demo, observe, rational
 from bayesicl.evidence import build_evidence
-from bayesicl.fit.synthetic import synthetic_evidence
+from bayesicl.inference.synthetic import synthetic_evidence
 from bayesicl.runs import RunWriter
 
 STRATEGIES = ("M2", "G2", "M1", "G1")

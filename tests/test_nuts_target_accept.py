@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import bayesicl as bic
-from bayesicl.fit import nuts
-from bayesicl.fit.pipeline import fit
-from bayesicl.fit.synthetic import synthetic_evidence
+from bayesicl.inference import nuts
+from bayesicl.inference.pipeline import fit
+from bayesicl.inference.synthetic import synthetic_evidence
 
 
 class SamplerBuilt(Exception):

@@ -19,8 +19,8 @@ from bayesicl.demo import run_demo
 from bayesicl.demo_population import DEMO_SAMPLER
 from bayesicl.report.population_text import format_population_report, transition_table_lines
 from bayesicl.errors import BayesiclError
-from bayesicl.fit.population import fit_population
-from bayesicl.fit.synthetic import synthetic_population
+from bayesicl.inference.population import fit_population
+from bayesicl.inference.synthetic import synthetic_population
 from bayesicl.plot import population as figures
 
 matplotlib.use("Agg")
@@ -165,7 +165,7 @@ def test_a_fit_of_several_configurations_and_the_grid_demo_write_figures_and_rep
         calls.append((str(runs), options))
         return population
 
-    monkeypatch.setattr("bayesicl.fit.population_command.fit_population", fitted)
+    monkeypatch.setattr("bayesicl.inference.population_command.fit_population", fitted)
     assert main(["fit", "data/runs/urns-grid", "--out", str(tmp_path / "fit"), "--chains", "2"]) == 0
     run_demo("urns-grid", tmp_path / "demo", echo=print, note=print)
     out = capsys.readouterr().out

@@ -16,12 +16,12 @@ import pytest
 import bayesicl as bic
 from bayesicl.cli import main
 from bayesicl.errors import BayesiclError, BayesiclWarning
-from bayesicl.fit import fit, load_fit
-from bayesicl.fit.population import PopulationResult, fit_population
-from bayesicl.fit.population_command import scan_configurations
-from bayesicl.fit.population_cv import COLUMNS, cross_validate
-from bayesicl.fit.population_data import configurations
-from bayesicl.fit.synthetic import synthetic_evidence, synthetic_population
+from bayesicl.inference import fit, load_fit
+from bayesicl.inference.population import PopulationResult, fit_population
+from bayesicl.inference.population_command import scan_configurations
+from bayesicl.inference.population_cv import COLUMNS, cross_validate
+from bayesicl.inference.population_data import configurations
+from bayesicl.inference.synthetic import synthetic_evidence, synthetic_population
 
 TASK = bic.task("urns", num_dims=4, context_length=8)
 DIVERSITIES = [4, 8, 16]

@@ -25,9 +25,9 @@ import pytest
 import bayesicl as bic
 from bayesicl import plot, report
 from bayesicl.cli import main
-from bayesicl.fit import FitResult, fit, load_fit
-from bayesicl.fit.predict import weights_for
-from bayesicl.fit.synthetic import synthetic_evidence
+from bayesicl.inference import FitResult, fit, load_fit
+from bayesicl.inference.predict import weights_for
+from bayesicl.inference.synthetic import synthetic_evidence
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -307,7 +307,7 @@ def test_the_page_renders_in_headless_chromium_without_errors(folder, tmp_path):
 
 
 def test_fit_without_out_writes_a_folder_beside_the_runs_with_the_report_and_says_each_stage(tmp_path, capsys):
-    from bayesicl.fit.synthetic import mixture_output
+    from bayesicl.inference.synthetic import mixture_output
     from bayesicl.runs import RunWriter
 
     task = bic.task("urns", num_dims=4, context_length=8)

@@ -1,4 +1,4 @@
-"""The within-run likelihood of the run+trend effects (`bayesicl.fit.model.run_log_densities`):
+"""The within-run likelihood of the run+trend effects (`bayesicl.inference.model.run_log_densities`):
 exact against a brute-force float64 multivariate normal, and free of LAPACK calls.
 
 Each run's observations r = mean + σ_logit s x + e, x a unit-variance AR(1) over the run's
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from bayesicl.fit import model
+from bayesicl.inference import model
 
 #: Three runs of 6, 5 and 3 conditions (padded to 6), with gaps in their checkpoint positions.
 POSITIONS = [np.array([0, 1, 2, 4, 7, 8]), np.array([1, 2, 3, 5, 6]), np.array([0, 3, 9])]

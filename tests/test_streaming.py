@@ -16,7 +16,7 @@ from bayesicl.evidence import build_evidence, evidence_from_arrays
 from bayesicl.evidence import statistics
 from bayesicl.evidence.statistics import quintic_hermite
 from bayesicl.evidence.stream import ArraySource, open_lazy
-from bayesicl.fit.observation import _skl_curve
+from bayesicl.inference.observation import _skl_curve
 from bayesicl.runs import RunWriter, open_run
 
 # Large enough that the token arrays of 100 checkpoints (2 splits × 256 sequences × 128
@@ -42,7 +42,7 @@ WORKING_SET = """
 import sys
 import numpy as np
 from bayesicl.evidence import statistics
-from bayesicl.fit.objective import chebyshev_nodes
+from bayesicl.inference.objective import chebyshev_nodes
 
 def kilobytes(key):
     return int([line.split()[1] for line in open("/proc/self/status") if line.startswith(key)][0])

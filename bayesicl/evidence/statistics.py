@@ -10,8 +10,8 @@ per condition only what the fit and its guards need:
   Hermite interpolation, `quintic_hermite`, which is exact for quintics and matches f_c to
   ~1e-8 relative mid-range and ~1e-5 near w = 0 or 1 on arbitrary distributions);
   regression: the exact quadratic f*_c, v*_c, A_c; more than two distributions: nothing
-  (that objective is computed from the tokens, `bayesicl.fit.objective`);
-- per run and split: ρ_r(w) of `bayesicl.fit.observation` (values and slopes at the nodes).
+  (that objective is computed from the tokens, `bayesicl.inference.objective`);
+- per run and split: ρ_r(w) of `bayesicl.inference.observation` (values and slopes at the nodes).
 
 The transformer's outputs are held one block of checkpoints at a time, and each block is
 worked through in chunks of conditions × sequences (`sequence_chunk`): every statistic above
@@ -174,7 +174,7 @@ class RunObserver:
         return {}
 
     def curves(self) -> tuple[np.ndarray, np.ndarray]:
-        """ρ_r(w_M) values and slopes (2, K) on the id and ood splits (`bayesicl.fit.observation`),
+        """ρ_r(w_M) values and slopes (2, K) on the id and ood splits (`bayesicl.inference.observation`),
         summed over chunks of sequences."""
         values = np.empty((len(DISTANCE_SPLITS), self.nodes.size))
         slopes = np.empty_like(values)
@@ -230,7 +230,7 @@ def kl_sums(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.nda
         h = np.maximum(g[part][None, :] + nodes[:, None] * delta[None, :], observe.PROBABILITY_FLOOR)
         ratio = delta[None, :] / h
         # einsum, not `@`: a multi-threaded BLAS on a busy 2-core machine spends longer
-        # waiting for its threads than computing (see bayesicl.fit.objective).
+        # waiting for its threads than computing (see bayesicl.inference.objective).
         value -= np.einsum("ci,ki->ck", pt[:, part], np.log(h))
         slope -= np.einsum("ci,ki->ck", pt[:, part], ratio)
         curvature += np.einsum("ci,ki->ck", pt[:, part], ratio * ratio)
@@ -238,7 +238,7 @@ def kl_sums(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.nda
 
 
 def quadratic_tables(transformer: np.ndarray, strategies: np.ndarray) -> dict[str, np.ndarray]:
-    """f*, v*, A of the regression objective per condition (`bayesicl.fit.objective`).
+    """f*, v*, A of the regression objective per condition (`bayesicl.inference.objective`).
 
     transformer (c, B, P', 1), strategies (S, B, P', 1) → quadratic_star (c,),
     quadratic_center (c, S − 1), quadratic_matrix (c, S − 1, S − 1).

@@ -4,7 +4,7 @@ The evidence stage tabulates, once, what the fit later reads (docs/model.md#map,
 docs/model.md#observed-weights): f_c of the paper's objective at `NODES` Chebyshev-spaced
 nodes in w_M, the exact quadratic of the regression objective (`quadratic_tables`), and the
 sums behind ρ (`curve_sums`). Both `bayesicl.evidence.statistics` and the fit
-(`bayesicl.fit.objective`, `bayesicl.fit.observation`) use them, so they live here, below both.
+(`bayesicl.inference.objective`, `bayesicl.inference.observation`) use them, so they live here, below both.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def chebyshev_nodes(count: int = NODES) -> np.ndarray:
 
 def quadratic_tables(transformer, strategies, run_index) -> dict[str, Any]:
     """f*, v*, A per condition with f_c(w) = f* + (v − v*)ᵀA(v − v*), v = w without G (the
-    regression objective of `bayesicl.fit.objective`); transformer (C, …), strategies (R, S, …)
+    regression objective of `bayesicl.inference.objective`); transformer (C, …), strategies (R, S, …)
     with `run_index` (C,) picking each condition's run.
 
     Written around the least-squares optimum v* so that f_c stays accurate when T_c lies on
@@ -65,7 +65,7 @@ def quadratic_tables(transformer, strategies, run_index) -> dict[str, Any]:
 def curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sums over token entries behind ρ for M and G (`pair`: (2, …, O)) at the nodes
     `grid`: Σ δ(log h − log G), Σ δ(log h − log M) and Σ δ²/h, with δ = M − G and h = G + wδ,
-    in chunks of `CHUNK_ENTRIES` entries (the streamed evidence adds them over sequences; `bayesicl.fit.observation` uses them on
+    in chunks of `CHUNK_ENTRIES` entries (the streamed evidence adds them over sequences; `bayesicl.inference.observation` uses them on
     whole conditions)."""
     m, g = pair.probs[0].reshape(-1), pair.probs[1].reshape(-1)
     log_m, log_g = pair.values[0].reshape(-1), pair.values[1].reshape(-1)
@@ -75,7 +75,7 @@ def curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np
         delta = m[part] - g[part]
         h = np.maximum(g[part][None, :] + grid[:, None] * delta[None, :], observe.PROBABILITY_FLOOR)
         log_h = np.log(h)
-        to_g += np.einsum("ki,i->k", log_h - log_g[part], delta)      # not `@`: see bayesicl.fit.objective
+        to_g += np.einsum("ki,i->k", log_h - log_g[part], delta)      # not `@`: see bayesicl.inference.objective
         to_m += np.einsum("ki,i->k", log_h - log_m[part], delta)
         curvature += (delta[None, :] ** 2 / h).sum(axis=1)
     return to_g, to_m, curvature

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..fit import load_fit
+from ..inference import load_fit
 from .files import save_all
 
 

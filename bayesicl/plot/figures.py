@@ -1,4 +1,4 @@
-"""The five figures of docs/model.md#figures, drawn from a fit (`bayesicl.fit.FitResult`).
+"""The five figures of docs/model.md#figures, drawn from a fit (`bayesicl.inference.FitResult`).
 
 Each function takes a fit, draws into a new (or given) matplotlib figure and returns it;
 none of them calls `plt.show()`. Diversity D is on a log₂ axis everywhere, steps are labelled,

@@ -1,4 +1,4 @@
-"""Figures of a population fit over configurations (`bayesicl.fit.fit_population`).
+"""Figures of a population fit over configurations (`bayesicl.inference.fit_population`).
 
 - `configuration_phase_diagrams`: one observed / predicted phase-diagram pair per
   configuration (D × N, held-out cells hatched), drawn with the single fit's `weight_panel`;

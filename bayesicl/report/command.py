@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..fit import load_fit
+from ..inference import load_fit
 from .page import FILE_NAME
 from .render import write_report
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._version import __version__
-from ..fit.result import FILES
+from ..inference.result import FILES
 from ..plot.files import draw_figures
 from . import sections
 from .sections import esc
@@ -59,7 +59,7 @@ code{font-size:13px}
 
 
 def render_fit_report(fit, figures: Mapping[str, bytes] | None = None) -> str:
-    """The report page of one `bayesicl.fit.FitResult` as one HTML string (the page of any
+    """The report page of one `bayesicl.inference.FitResult` as one HTML string (the page of any
     fit, population fits included, is `bayesicl.report.render_report`).
 
     `figures` maps a figure name (``plot.FIGURES``) to its PNG bytes, e.g. the files

@@ -1,4 +1,4 @@
-"""The report page of a population fit over configurations (`bayesicl.fit.fit_population`):
+"""The report page of a population fit over configurations (`bayesicl.inference.fit_population`):
 the verdict, the population parameters (μ, B, τ), every configuration's (α, β, γ) and how well
 it predicts its runs, N*(D) per configuration, the figures, the settings.
 

@@ -17,7 +17,7 @@ from .population import render_population_report
 
 
 def render_report(fit, figures: Mapping[str, bytes] | None = None) -> str:
-    """The report page of a `bayesicl.fit.FitResult` as one HTML string.
+    """The report page of a `bayesicl.inference.FitResult` as one HTML string.
 
     `figures` maps a figure name (``plot.FIGURES``) to its PNG bytes, e.g. the files
     `plot.save_all` just wrote; without it the figures are drawn here. The page has no

@@ -52,7 +52,7 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     "constant_complexity"); `priors` overrides priors ({"alpha": "Beta(2,2)", ...});
     `complexity_override` sets K values ({("memorizing", 64): bits} or {kind: {D: bits}});
     `effects` the run-level effects of the NUTS model, "none", "run" or "run+trend" (default:
-    "run+trend" with two strategies, see `bayesicl.fit.model`); the MAP ignores it.
+    "run+trend" with two strategies, see `bayesicl.inference.model`); the MAP ignores it.
     `paper_compatible` chooses the K convention of evidence built from runs (True: the
     paper's, `complexity_convention="paper"` of `build_evidence`; False/None: bayesicl's);
     given an Evidence, it must agree with the evidence's convention (None accepts either).
@@ -68,7 +68,7 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     `bayesicl.metrics.condition_metrics`.
 
     >>> import bayesicl as bic
-    >>> from bayesicl.fit.synthetic import synthetic_evidence
+    >>> from bayesicl.inference.synthetic import synthetic_evidence
     >>> task = bic.task("urns", num_dims=4, context_length=8)
     >>> ev = synthetic_evidence(task, [2, 4, 8], [10, 100, 1000, 10000], params=(0.6, 0.2, 0.85),
     ...                         num_sequences=8, loss_sequences=64)
@@ -266,7 +266,7 @@ def _expected_observed_weight(data: FitData, weights_m: np.ndarray, split_index:
 def _with_predictive(idata, data: FitData, draws: dict, predictive: dict, stage: OodStage | None):
     """Add the posterior predictive of w_M and of the observed M-weight for every condition
     (fit, held-out and unmodeled): ID in posterior_predictive (chain, draw, condition); the
-    OOD stage's draws (`bayesicl.fit.cut`) and the OOD predictive in ArviZ's "predictions"
+    OOD stage's draws (`bayesicl.inference.cut`) and the OOD predictive in ArviZ's "predictions"
     group (one chain of the stage's draws, theta_draw the stage-1 draw each belongs to)."""
     w = weights_for(draws, data.condition_loss, data.condition_complexity, data.step)[:, :, 0]
     chains, per_chain = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]

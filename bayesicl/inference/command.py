@@ -83,7 +83,7 @@ def run_fit_command(runs, out=None, method: str = "nuts", strategies=None,
     of NUTS go to stderr, which an error leaves as one line). `paper_compatible` measures K
     in the paper's convention (`build_evidence(complexity_convention="paper")`). A runs
     folder holding several configurations (runs that differ in more than diversity and seed)
-    is fitted by `bayesicl.fit.population.fit_population` with `pool` (default "partial") and
+    is fitted by `bayesicl.inference.population.fit_population` with `pool` (default "partial") and
     `covariates`; one configuration takes the single-fit path (`pool` "none" or None).
     """
     warn = warn or (lambda line: print(line, file=sys.stderr))

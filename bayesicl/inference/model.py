@@ -6,7 +6,7 @@ optionally with a log-odds offset added to the memorizing strategy's η.
 
 - `paper_objective_model`: flat (improper) priors on logit α, log β, log γ and the paper's
   objective as a factor, −J(W_fit). Its maximum is the minimum of the paper's objective,
-  reached by `bayesicl.fit.map` through NumPyro's potential energy. No noise, no run effects.
+  reached by `bayesicl.inference.map` through NumPyro's potential energy. No noise, no run effects.
 - `nuts_model`: priors (`default_priors`) and a likelihood of each fit condition's
   observation. γ is sampled at a reference step: γ̃ = γ · N_ref^(1−α), N_ref the geometric
   mean of the modeled fit steps (log γ̃ is nearly uncorrelated with logit α, while log γ and
@@ -14,7 +14,7 @@ optionally with a log-odds offset added to the memorizing strategy's η.
 
   Observation. Two strategies: the unclipped observed relative distance
   r_c ~ Normal(ρ_c(w_M,c), s_c), ρ_c(w) the r the mixture w·M + (1 − w)·G itself would show on
-  the run's inputs (`bayesicl.fit.observation`). More strategies: each observed convex weight
+  the run's inputs (`bayesicl.inference.observation`). More strategies: each observed convex weight
   ~ Normal(w_s,c, s_c,s). The scale is s_c² = ε² + σ_obs² + (σ_logit · ∂ρ_c/∂z)², with
   ∂ρ_c/∂z = ρ_c'(w)·w(1 − w) the first-order effect of a log-odds deviation of sd σ_logit and
   ε = `RESOLUTION` the resolution of r.
@@ -199,7 +199,7 @@ class ModelData(NamedTuple):
     loss, complexity (C, S): L̄_s(D_c), K_s(D_c); step (C,): N_c; run (C,): each condition's
     run (row of the ρ tables); observed: (C,) unclipped r (two strategies), (C, S) convex
     weights (more), or None (map mode, or to simulate); curve_*: the ρ tables of one split
-    (nodes (K,), values and slopes (R, K)) of `bayesicl.fit.observation`. Run effects:
+    (nodes (K,), values and slopes (R, K)) of `bayesicl.inference.observation`. Run effects:
     effect_run (C,) the index of each condition's run among the fitted runs (0 … R_fit − 1);
     run_rows, run_mask, run_position (R_fit, T): each fitted run's conditions (padded),
     which are real, and their positions in the run's checkpoint order; reference_step: N_ref.
@@ -322,7 +322,7 @@ def nuts_model(data: ModelData, priors: Mapping[str, Prior], variant: str | None
 
 def observation_likelihood(data: ModelData, weights, sigma_obs, sigma_logit, corr=None) -> None:
     """The likelihood of the conditions' observations given their weights (C, S), shared by
-    `nuts_model` and the OOD stage (`bayesicl.fit.cut`).
+    `nuts_model` and the OOD stage (`bayesicl.inference.cut`).
 
     Without a trend (`corr` None): independent observations, r_c ~ Normal(ρ_c(w_M), s_c) (two
     strategies, site "r") or the convex weights ~ Normal(w, s) (more, site "convex_weights"),

@@ -56,7 +56,7 @@ class FitData:
     @property
     def reference_step(self) -> float:
         """N_ref: the geometric mean of the steps of the fit conditions (where the sampler
-        parameterizes γ, see `bayesicl.fit.model`)."""
+        parameterizes γ, see `bayesicl.inference.model`)."""
         steps = self.step[self.fit_rows]
         return float(np.exp(np.mean(np.log(np.maximum(steps, 1.0))))) if steps.size else 1.0
 

@@ -4,16 +4,16 @@ Per configuration j, θ_j = (logit α_j, log β_j, log γ̃_j), γ̃_j = γ_j N_
 reference step N_ref shared by all configurations:
 
 - pool "partial": θ_j = μ + B x_j + diag(τ) L z_j, z_j ~ N(0, I), x_j the
-  standardized covariates (`bayesicl.fit.population_data.covariate_matrix`),
+  standardized covariates (`bayesicl.inference.population_data.covariate_matrix`),
   μ_k ~ Normal(m_k, s_k) with (m_k, s_k) the mean and sd of the single-configuration prior
-  of θ_k (`bayesicl.fit.model.default_priors`), B_kp ~ Normal(0, `B_SCALE`),
+  of θ_k (`bayesicl.inference.model.default_priors`), B_kp ~ Normal(0, `B_SCALE`),
   τ_k ~ HalfNormal(`TAU_SCALE` = 0.25), L ~ LKJCholesky(3, `LKJ_CONCENTRATION`); z_j sampled
   (non-centred) by default (`PARAMETERIZATION`; on the shipped grid the configurations do not
   pin θ_j against τ, a funnel for the centred θ_j ~ MVN(μ + B x_j, diag(τ) L Lᵀ diag(τ)));
 - pool "full": one θ for every configuration, with the single-configuration priors
-  (`bayesicl.fit.model.sampled_parameters`): the single fit on the stacked data.
+  (`bayesicl.inference.model.sampled_parameters`): the single fit on the stacked data.
 
-Below θ, the single-configuration likelihood of `bayesicl.fit.model` applies unchanged to
+Below θ, the single-configuration likelihood of `bayesicl.inference.model` applies unchanged to
 the stacked conditions (its functions are called, not copied): run effects u_k nest inside
 configurations (every run of every configuration has its own u_k, with one σ_run), and the
 noise scales σ_obs, σ_logit (and φ of "run+trend") are shared by all configurations.
@@ -24,7 +24,7 @@ non-centred) and `DENSE_MASS` (dense or diagonal mass matrix).
 
 Chains start from a least-squares fit of μ, B to the per-configuration MAP estimates, with
 τ from its residual sd, θ_j at the MAPs (z_j at the standardized residuals), L = I, and the noise scales from
-the RMS residual at the MAPs (as `bayesicl.fit.nuts` does).
+the RMS residual at the MAPs (as `bayesicl.inference.nuts` does).
 """
 
 from __future__ import annotations
@@ -59,14 +59,14 @@ B_SCALE = 0.5
 #: (docs/model.md#population-model).
 TAU_SCALE = 0.25
 LKJ_CONCENTRATION = 2.0
-#: As the single-configuration fit (`bayesicl.fit.nuts.TARGET_ACCEPT`): at 0.9 the remaining
+#: As the single-configuration fit (`bayesicl.inference.nuts.TARGET_ACCEPT`): at 0.9 the remaining
 #: divergences sat at large σ_run, the tail of the run effects the chains then under-explored.
 TARGET_ACCEPT = 0.95
 #: "non-centred": θ_j = μ + B x_j + diag(τ) L z_j with z_j sampled; "centred": θ_j sampled
 #: from MVN(μ + B x_j, diag(τ) L Lᵀ diag(τ)).
 PARAMETERIZATION = "non-centred"
 #: Parameterization of the run effects u_k in the population fit ("centred" or "non-centred",
-#: as `bayesicl.fit.model.RUN_PARAMETERIZATION`).
+#: as `bayesicl.inference.model.RUN_PARAMETERIZATION`).
 RUN_PARAMETERIZATION = "non-centred"
 #: Dense (True) or diagonal (False) mass matrix adapted in warm-up.
 DENSE_MASS = False
@@ -77,7 +77,7 @@ def prior_moments(priors: Mapping[str, Any], draws: int = 20000) -> tuple[np.nda
     """Mean and sd of (logit α, log β, log γ̃) under the single-configuration priors (seeded
     Monte Carlo): the prior of μ.
 
-    >>> from bayesicl.fit.model import default_priors
+    >>> from bayesicl.inference.model import default_priors
     >>> mean, sd = prior_moments(default_priors("urns", 1000.0))
     >>> round(float(mean[1]), 2), round(float(sd[1]), 2)
     (-1.61, 0.5)
@@ -192,8 +192,8 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
                       effects: str, seed: int = 0, num_chains: int = 4, num_samples: int = 1000,
                       num_warmup: int = 1000, progress: bool = False) -> dict[str, Any]:
     """NUTS on the population model, one jitted program for every chain (as
-    `bayesicl.fit.nuts`: initialization, warm-up and sampling, chains one after the other on
-    each CPU device, `bayesicl.fit.chains`);
+    `bayesicl.inference.nuts`: initialization, warm-up and sampling, chains one after the other on
+    each CPU device, `bayesicl.inference.chains`);
     returns {"samples": per-chain draws (chain, draw, …) of every site, "diverging": (chain,
     draw), "runtime_s"}. (`progress` is accepted for symmetry; the program reports nothing.)"""
     clock = time.perf_counter()
@@ -251,7 +251,7 @@ def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: i
 
 def config_draws(samples: Mapping[str, np.ndarray], j: int, columns: tuple[int, int], effects: str
                  ) -> dict[str, np.ndarray]:
-    """Flattened draws of configuration j in the layout of `bayesicl.fit.nuts.NutsResult.draws`:
+    """Flattened draws of configuration j in the layout of `bayesicl.inference.nuts.NutsResult.draws`:
     α, β, γ of j, the shared noise scales (σ_run, φ) and j's run effects (draws, R_j)."""
     def flat(v):
         return np.asarray(v).reshape((-1,) + np.shape(v)[2:])

@@ -126,7 +126,7 @@ def identification_guard(conditions: pd.DataFrame, in_fit: np.ndarray, map_resul
     """(identified, messages): whether the fit can pin (α, β, γ) down at all.
 
     `sd_ratios` maps a parameter to its posterior sd / prior sd (NUTS), see
-    `bayesicl.fit.model`; `map_result` adds the MAP's box check.
+    `bayesicl.inference.model`; `map_result` adds the MAP's box check.
 
     >>> table = pd.DataFrame({"diversity": [4, 8], "step": [10, 10]})
     >>> identification_guard(table, np.array([True, True]))[0]

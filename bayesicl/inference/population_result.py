@@ -1,5 +1,5 @@
-"""The result of a fit over several configurations (`bayesicl.fit.population.fit_population`),
-as it is saved to and read back from a fit folder (`bayesicl.fit.population_io`)."""
+"""The result of a fit over several configurations (`bayesicl.inference.population.fit_population`),
+as it is saved to and read back from a fit folder (`bayesicl.inference.population_io`)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ class PopulationResult:
     n_runs, alpha, alpha_low, alpha_high, beta…, gamma… (posterior means and 90% central
     intervals). ``population``: μ, B, τ (partial pooling; else None), each {parameter:
     {mean, low, high}} (B: {parameter: {covariate: …}}) in θ = (logit α, log β, log γ̃).
-    ``conditions``: `bayesicl.fit.fit`'s condition table of every configuration plus
+    ``conditions``: `bayesicl.inference.fit`'s condition table of every configuration plus
     ``configuration``. ``transitions``: configuration, diversity, transition_step (per-draw
     median), low, high, extrapolated, direction, transition_at_mean. ``idata``: ArviZ
     InferenceData whose posterior has alpha/beta/gamma with a ``configuration`` dim.
-    ``report``: summary.json. ``fits``: the per-configuration `bayesicl.fit.FitResult` (empty
+    ``report``: summary.json. ``fits``: the per-configuration `bayesicl.inference.FitResult` (empty
     after `load_fit`). ``state``: what `predict` needs (settings, covariates, draws).
     """
 
@@ -56,12 +56,12 @@ class PopulationResult:
 
     def predict(self, diversity, step, config: Mapping[str, Any], seed: int = 0):
         """The predicted phase diagram and N*(D) of a configuration nobody trained; see
-        `bayesicl.fit.population_predict.predict_configuration` (refuses a covariate more than
+        `bayesicl.inference.population_predict.predict_configuration` (refuses a covariate more than
         a factor `EXTRAPOLATION_FACTOR` = 2 outside the trained range)."""
         return predict_configuration(self, diversity, step, config, seed=seed)
 
     def save(self, directory: str | os.PathLike):
-        """Write the fit folder atomically (`bayesicl.fit.population_io.save_population`)."""
+        """Write the fit folder atomically (`bayesicl.inference.population_io.save_population`)."""
         return save_population(self, directory)
 
 

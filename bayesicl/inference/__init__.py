@@ -9,12 +9,13 @@ OOD stage `cut`) → `predict` → `result` (FitResult, save/load) and `guards`.
 configurations: `fit_population` (partial, full or no pooling, docs/model.md#population-model),
 `cross_validate` (leave one configuration out).
 
->>> from bayesicl.fit import fit, load_fit, FitResult, compare_variants
+>>> from bayesicl.inference import fit, load_fit, FitResult, compare_variants
+>>> import bayesicl as bic
+>>> bic.fit is fit and bic.load_fit is load_fit
+True
 """
 
 from __future__ import annotations
-
-import sys
 
 from .compare import compare_variants
 from .pipeline import fit
@@ -24,14 +25,3 @@ from .result import FitResult, load_fit
 
 __all__ = ["FitResult", "PopulationResult", "compare_variants", "configurations", "cross_validate", "fit",
            "fit_population", "load_fit"]
-
-
-class _CallableModule(sys.modules[__name__].__class__):
-    """Makes `bayesicl.fit(runs, method=...)` work as the README's Python API says, while `bayesicl.fit`
-    stays the subpackage that holds the pieces of the fit."""
-
-    def __call__(self, *args, **kwargs) -> FitResult:
-        return fit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

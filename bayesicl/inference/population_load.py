@@ -1,4 +1,4 @@
-"""Read a population fit folder (`bayesicl.fit.population_io`) back as a `PopulationResult`."""
+"""Read a population fit folder (`bayesicl.inference.population_io`) back as a `PopulationResult`."""
 
 from __future__ import annotations
 

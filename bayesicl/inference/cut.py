@@ -1,7 +1,7 @@
 """The OOD stage of a NUTS fit: OOD noise scales and run effects, estimated without letting
 OOD data inform (α, β, γ) — a "cut" of the joint model.
 
-The paper fits (α, β, γ) on ID observations only, and so does `bayesicl.fit.model.nuts_model`.
+The paper fits (α, β, γ) on ID observations only, and so does `bayesicl.inference.model.nuts_model`.
 OOD observations of the same networks are noisier and carry their own run-level misfit, so
 ID noise scales make OOD predictive intervals far too narrow (demo, before this stage: 20% of
 held-out OOD conditions inside their 90% interval). Here, for each of `THETAS` evenly spaced
@@ -14,10 +14,10 @@ posterior draws θ = (α, β, γ, ID run effects u), a short NUTS chain samples 
 on the fit conditions' OOD observations, with θ held fixed (θ is data here): its draws are
 from p(σ', v | θ, y_ood), so the pairs (θ, σ', v) are draws of the cut posterior
 p(θ | y_id) p(σ', v | θ, y_ood). The OOD run effect v_k is what OOD adds to the ID run effect
-of the same network. The likelihood is the ID model's (`bayesicl.fit.model.observation_likelihood`):
+of the same network. The likelihood is the ID model's (`bayesicl.inference.model.observation_likelihood`):
 with effects "run+trend" the OOD log-odds deviation is AR(1) along each run with its own
 lag-1 correlation φ' (so a held-out OOD condition can be forecast from its run's fit
-residuals, `bayesicl.fit.predict.condition_on_runs`); with "none" there are no run effects.
+residuals, `bayesicl.inference.predict.condition_on_runs`); with "none" there are no run effects.
 """
 
 from __future__ import annotations

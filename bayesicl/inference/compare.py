@@ -50,7 +50,7 @@ def compare_variants(evidence, variants: Sequence[str] = DEFAULT_VARIANTS, metho
                      **fit_options) -> pd.DataFrame:
     """Fit every variant and rank them (see the module docstring).
 
-    `fit_options` go to `bayesicl.fit.fit` (holdout, seed, num_samples, effects, ...).
+    `fit_options` go to `bayesicl.inference.fit` (holdout, seed, num_samples, effects, ...).
     Returns one row per variant: variant, rank, objective, alpha, beta, gamma (the point
     estimates), heldout_correlation_id/ood, heldout_<metric>_id/ood, and for NUTS elpd_loro,
     se_loro, p_loro, elpd_diff and se_diff (to the best, paired over runs), max_pareto_k and n_runs.

@@ -1,6 +1,6 @@
 """What the observed relative distance r should be if the transformer were the model's h.
 
-The likelihood of the NUTS fit (see `bayesicl.fit.model`) is on the unclipped observed
+The likelihood of the NUTS fit (see `bayesicl.inference.model`) is on the unclipped observed
 relative distance r_c = (d(T,G) − d(T,M)) / d(M,G) of docs/model.md#observed-weights. If T_c were exactly the
 strategy model's mixture h_w = w·M + (1 − w)·G, its r would be
 

@@ -1,7 +1,7 @@
 """MAP fit: minimize the paper's objective (docs/model.md#map) over (logit α, log β, log γ).
 
 The objective is the negative log density (NumPyro's potential energy) of
-`bayesicl.fit.model.paper_objective_model` — flat priors on the unconstrained parameters plus
+`bayesicl.inference.model.paper_objective_model` — flat priors on the unconstrained parameters plus
 the factor −J(W) — whose forward pass is the one the NUTS model uses. Steps:
 
 1. multi-start from the paper's starting point of the family and seeded random starts

@@ -1,7 +1,7 @@
 """NUTS fit: the posterior of (α, β, γ), the noise scales and the run effects under
-`bayesicl.fit.model.nuts_model`.
+`bayesicl.inference.model.nuts_model`.
 
-Chains start at the MAP estimate (the optimum of `bayesicl.fit.map`) jittered by 0.1 in the
+Chains start at the MAP estimate (the optimum of `bayesicl.inference.map`) jittered by 0.1 in the
 unconstrained space, with the noise scales set from the root-mean-square residual of the
 observations around the MAP prediction and the run effects at zero, so warm-up does not have
 to find the band where the weights move from a prior draw (where every weight can be
@@ -10,7 +10,7 @@ saturated and the likelihood flat). NUTS uses a dense mass matrix and target acc
 The sampler is NumPyro's NUTS kernel (`numpyro.infer.hmc.hmc`) on the model's potential
 energy, driven by one jitted program per configuration: initialization, warm-up and sampling
 of every chain (vmapped: "vectorized", or one after the other on each CPU device:
-"sequential", `bayesicl.fit.chains`), then the deterministic sites and per-condition
+"sequential", `bayesicl.inference.chains`), then the deterministic sites and per-condition
 log-likelihoods. The data are arguments, so a second fit
 of same-shaped data reuses the compiled program (in memory, and on disk through JAX's
 persistent cache, see `enable_compilation_cache`); compiling costs far more than sampling
@@ -49,7 +49,7 @@ from .model import (NOISE_SITES, SAMPLED, expected_observation, model_weights, n
 EFFECT_SITES = {"none": (), "run": ("sigma_run",), "run+trend": ("sigma_run", "trend_corr")}
 
 #: How chains run inside the one compiled program: "sequential" (one after the other on each
-#: CPU device, the chains split over the devices, `bayesicl.fit.chains`) or "vectorized"
+#: CPU device, the chains split over the devices, `bayesicl.inference.chains`) or "vectorized"
 #: (vmapped, in lockstep: every chain waits for the longest trajectory). On 2 CPU cores
 #: sequential measured faster both to compile and to run (benchmarks/fit.py: 4 chains × 2000
 #: iterations, 256 conditions, one device: 8.5 s cold / 3.9 s warm against 20.2 s / 6.9 s).

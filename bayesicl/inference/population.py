@@ -1,16 +1,16 @@
 """Fits across configurations: `fit_population` with partial, full or no pooling of (α, β, γ)
 (docs/model.md#population-model), and its result `PopulationResult`.
 
-- pool "none": the single-configuration `bayesicl.fit.fit` per configuration (the paper's practice);
+- pool "none": the single-configuration `bayesicl.inference.fit` per configuration (the paper's practice);
 - pool "full": one shared (α, β, γ) for every configuration;
 - pool "partial" (default with more than one configuration): θ_j = μ + B x_j + diag(τ) L z_j
-  (`bayesicl.fit.population_model`).
+  (`bayesicl.inference.population_model`).
 
 Every configuration's conditions are split, predicted and scored exactly as a single fit's
-(`bayesicl.fit.pipeline`); the OOD noise is estimated per configuration in the cut stage of
-`bayesicl.fit.cut`, so OOD data never inform θ. Predicting a configuration nobody trained:
-`PopulationResult.predict` (`bayesicl.fit.population_predict`); leave-one-configuration-out
-validation: `bayesicl.fit.population_cv.cross_validate`.
+(`bayesicl.inference.pipeline`); the OOD noise is estimated per configuration in the cut stage of
+`bayesicl.inference.cut`, so OOD data never inform θ. Predicting a configuration nobody trained:
+`PopulationResult.predict` (`bayesicl.inference.population_predict`); leave-one-configuration-out
+validation: `bayesicl.inference.population_cv.cross_validate`.
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence
     "full" or "none" (default with one). `covariates` chooses the settings of x_j (default:
     the log of every numeric setting that varies). `method` "map" is allowed with pool
     "none" only. `effects`, `priors`, `holdout`, the sampler sizes and `seed` are those of
-    `bayesicl.fit.fit`; the evidence of each configuration is `build_evidence`'s (cached).
+    `bayesicl.inference.fit`; the evidence of each configuration is `build_evidence`'s (cached).
     `ood_stage=False` skips the OOD cut stage (OOD intervals then use the ID noise).
 
     >>> import bayesicl as bic
-    >>> from bayesicl.fit.synthetic import synthetic_population
+    >>> from bayesicl.inference.synthetic import synthetic_population
     >>> pop = synthetic_population(bic.task("urns", num_dims=4, context_length=8), {"mlp_width": [32, 64]},
     ...                            [4, 8, 16], [100, 300, 1000, 3000], num_sequences=4, loss_sequences=32)
     >>> result = fit_population(pop.evidence, pool="none", method="map", random_starts=1)
@@ -137,7 +137,7 @@ def build_configuration_evidence(configs: Sequence[Configuration], strategies, c
 def configuration_result(evidence, data, map_result, draws, priors, effects, seed, diagnostics, ood_stage,
                          holdout, loss_sequences, sampler, pool) -> FitResult:
     """One configuration's `FitResult` from its draws of the joint posterior: the predictive,
-    condition table, metrics, N* and report exactly as `bayesicl.fit.fit` computes them."""
+    condition table, metrics, N* and report exactly as `bayesicl.inference.fit` computes them."""
     runs = data.fitted_runs
     nuts = NutsResult(draws=draws, idata=None, diagnostics=diagnostics, runtime_s=0.0, effects=effects, runs=runs)
     stage = fit_ood_stage(data, draws, runs, priors, effects, seed=seed) if ood_stage else None

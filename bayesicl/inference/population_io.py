@@ -1,5 +1,5 @@
-"""The population fit folder: written whole (`bayesicl.fit.folder.replaced_folder`), read back
-by `bayesicl.fit.load_fit` (`bayesicl.fit.population_load`).
+"""The population fit folder: written whole (`bayesicl.inference.folder.replaced_folder`), read back
+by `bayesicl.inference.load_fit` (`bayesicl.inference.population_load`).
 
 Files: summary.json (the report), conditions.csv (every configuration's conditions, with a
 configuration column), configurations.csv (per-configuration α, β, γ with 90% intervals and

@@ -4,9 +4,9 @@ Point fits (MAP) give one set of weights. Posterior fits (NUTS) give weights per
 reported predicted weight is the posterior mean of the rational model's w_M, ``weight_low``/
 ``weight_high`` its 90% credible interval (central), and ``observed_low``/``observed_high``
 the 90% posterior-predictive interval of the OBSERVED M-weight: per draw, the observation is
-Normal(ρ(w), s) as in the model (`bayesicl.fit.model`), w including the run's log-odds effect
+Normal(ρ(w), s) as in the model (`bayesicl.inference.model`), w including the run's log-odds effect
 (its posterior draw for a fitted run, a new draw from Normal(0, σ_run) for a run the fit did
-not see; on OOD also the OOD stage's run effect, `bayesicl.fit.cut`), and it is clipped and
+not see; on OOD also the OOD stage's run effect, `bayesicl.inference.cut`), and it is clipped and
 mapped to a weight like the observed one: w̃ = (clip(r, −1, 1) + 1)/2; with more than two
 strategies w̃ = clip(w_M + noise, 0, 1). ``expected_observed_weight`` is (ρ(w_M) + 1)/2
 averaged over draws: the observed weight the rational model's mixture itself would show.

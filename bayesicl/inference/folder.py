@@ -42,7 +42,7 @@ MARKER = "fit.json"
 #: Text files of a fit folder larger than this are refused unread.
 MAX_TEXT_BYTES = 1 << 28
 #: The most draws a group of posterior.nc may hold beyond the sampler's chains × draws
-#: (the OOD stage of `bayesicl.fit.cut` draws a fixed number).
+#: (the OOD stage of `bayesicl.inference.cut` draws a fixed number).
 MAX_STAGE_DRAWS = 10_000
 
 

@@ -84,7 +84,7 @@ def configurations(runs, covariates: Sequence[str] | None = None) -> list[Config
     families are refused in one line.
 
     >>> import bayesicl as bic
-    >>> from bayesicl.fit.synthetic import synthetic_population
+    >>> from bayesicl.inference.synthetic import synthetic_population
     >>> pop = synthetic_population(bic.task("urns", num_dims=4, context_length=8), {"mlp_width": [32, 64]},
     ...                            [4, 8], [100, 1000], num_sequences=4, loss_sequences=32)
     >>> [c.name for c in configurations(pop.evidence)]

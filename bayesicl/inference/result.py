@@ -48,7 +48,7 @@ class FitResult:
     """A fitted rational strategy model for one setting.
 
     ``params``: α, β, γ (posterior means for NUTS, the optimum for MAP). ``conditions``: one
-    row per (diversity, step, split) — see `bayesicl.fit.fit`. ``idata``: ArviZ
+    row per (diversity, step, split) — see `bayesicl.inference.fit`. ``idata``: ArviZ
     InferenceData for NUTS; None for MAP (a point estimate has no posterior). ``loss`` and
     ``complexity``: L̄_s(D) and K_s(D) the fit used (overrides and the variant applied).
     """
@@ -73,12 +73,12 @@ class FitResult:
     # -- the report ---------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """The content of summary.json (docs/model.md#fit-outputs keys, plus transition_steps and guards;
-        for NUTS also interval_level, identified, coverage, elpd and effects — see `bayesicl.fit.fit`)."""
+        for NUTS also interval_level, identified, coverage, elpd and effects — see `bayesicl.inference.fit`)."""
         return json.loads(json.dumps(self.report))
 
     @property
     def guards(self) -> list[str]:
-        """Fit-quality warnings (see `bayesicl.fit.guards`)."""
+        """Fit-quality warnings (see `bayesicl.inference.guards`)."""
         return list(self.report.get("guards", []))
 
     # -- predictions ----------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class FitResult:
     # -- files -------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the fit folder (see the module docstring) whole: built beside it and swapped
-        into place (`bayesicl.fit.folder`), so `directory` holds the previous fit or this
+        into place (`bayesicl.inference.folder`), so `directory` holds the previous fit or this
         one, never a mix; fit.json, written last, lists every other file's sha256."""
         folder = Path(directory)
         with replaced_folder(folder) as tmp:
@@ -184,10 +184,10 @@ def load_fit(directory: str | os.PathLike) -> FitResult:
     crafted or damaged is refused in one line naming it; posterior.nc is read only in
     ArviZ's groups and only as large as the fit's chains × draws × conditions allow.
 
-    A folder of a fit over several configurations (`bayesicl.fit.population`, fit.json kind
+    A folder of a fit over several configurations (`bayesicl.inference.population`, fit.json kind
     "population") is read back as a `PopulationResult`.
 
-    Example: ``bayesicl.fit.load_fit("fit-out").predict(64, 10_000)``.
+    Example: ``bayesicl.inference.load_fit("fit-out").predict(64, 10_000)``.
     """
     folder = Path(directory)
     if not folder.is_dir():
@@ -331,7 +331,7 @@ def param_summary(params: dict[str, float], draws: dict[str, np.ndarray] | None,
     """summary.json "params": per parameter the mean, sd and the central 90% interval
     (low, high) of the posterior (sd/low/high null for MAP), the MAP value (`map`) and, for
     NUTS, posterior sd / prior sd in the sampler's coordinates (`sd_ratio`, see
-    `bayesicl.fit.guards.identification_guard`). NUTS adds the noise scales, σ_run and φ.
+    `bayesicl.inference.guards.identification_guard`). NUTS adds the noise scales, σ_run and φ.
 
     >>> param_summary({"alpha": 0.6, "beta": 0.2, "gamma": 0.85}, None)["alpha"]
     {'mean': 0.6, 'sd': None, 'low': None, 'high': None, 'map': 0.6}
