@@ -35,9 +35,10 @@ from .tasks import task  # noqa: E402
 #: Stages loaded on first use, so that `import bayesicl` stays light and never imports torch.
 _LAZY = {"inference": ".inference", "plot": ".plot", "evidence": ".evidence", "runs": ".runs",
          "observe": ".observe", "metrics": ".metrics", "rational": ".rational"}
-#: Functions of `bayesicl.inference` exported here, loaded on first use: `bic.fit(runs)` is the
-#: fit itself (`bayesicl.inference.pipeline.fit`), with its own signature and docstring.
-_LAZY_FUNCTIONS = ("fit", "load_fit", "fit_population", "cross_validate", "compare_variants")
+#: Names of `bayesicl.inference` exported here, loaded on first use: `bic.fit(runs)` is the
+#: fit itself (`bayesicl.inference.pipeline.fit`), with its own signature and docstring, and
+#: `bic.FitOptions` the options it takes.
+_LAZY_FUNCTIONS = ("fit", "FitOptions", "load_fit", "fit_population", "cross_validate", "compare_variants")
 
 
 def __getattr__(name: str):

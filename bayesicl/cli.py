@@ -2,9 +2,10 @@
 plot, report, check.
 
 Every verb exits 0 on success and 1 on a usage or data error, printing one line on stderr
-(the traceback only with --debug). The fit, plot, report and demo verbs import their stage
-when they run, so that building the parser (every call, `--help` included) does not load
-NumPyro, ArviZ and matplotlib; `train` and `sweep` import torch only when they run
+(the traceback only with --debug). The verbs that compose stages (fit + plot + report) live
+in `bayesicl.commands`; the fit, plot, report and demo verbs import them when they run, so
+that building the parser (every call, `--help` included) does not load NumPyro, ArviZ and
+matplotlib; `train` and `sweep` import torch only when they run
 (`bayesicl.transformers.cli`).
 """
 
@@ -29,19 +30,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from .inference.command import fit_main
+    from .commands.fit import fit_main
 
     return fit_main(args)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inference.population_command import predict_main
+    from .commands.population import predict_main
 
     return predict_main(args)
 
 
 def _cross_validate(args: argparse.Namespace) -> int:
-    from .inference.population_command import cross_validate_main
+    from .commands.population import cross_validate_main
 
     return cross_validate_main(args)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from .demo_population import POPULATION_TASKS, run_population_demo
 from .errors import BayesiclError
 from .families import FAMILIES
-from .inference.command import run_fit_command
+from .commands.fit import run_fit_command
 from .report.text import (METRIC_LABELS, dominance_exchanges, family_metrics_report,  # noqa: F401
                           format_report, strategies_report)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .inference.population_command import run_population_fit, scan_configurations
+from .commands.population import run_population_fit, scan_configurations
 
 #: Shipped runs folders that hold several configurations: the demo fits them as a population.
 POPULATION_TASKS = ("urns-grid",)
@@ -23,7 +23,7 @@ DEMO_SAMPLER = {"num_chains": 4, "num_samples": 500, "num_warmup": 500}
 def run_population_demo(runs, out, seed: int = 0, echo=print, note=None, **sampler):
     """Fit the configurations in `runs` with partial pooling, write the fit folder, its
     figures and report.html into `out` and print the headline numbers, as `bayesicl fit RUNS/`
-    does (`bayesicl.inference.population_command.run_population_fit`, with `DEMO_SAMPLER`); then
+    does (`bayesicl.commands.population.run_population_fit`, with `DEMO_SAMPLER`); then
     say how to run the leave-one-configuration-out validation. Returns the result."""
     sampler = {**DEMO_SAMPLER, **sampler}
     count, varying = scan_configurations(runs)

@@ -334,10 +334,10 @@ def _chunk_metrics(names, t: observe.Prepared, h: np.ndarray,
 
 
 def _observed_m_weight(evidence, split: str) -> tuple[np.ndarray, str]:
-    if len(evidence.strategies) > 2:
-        return (evidence.conditions[f"observed_{evidence.strategies[0]}_{split}"].to_numpy(),
-                "convex")
-    return evidence.conditions[f"observed_weight_{split}"].to_numpy(), "relative_distance"
+    """The observed M-weight of every condition on `split` (C,) and what it is: the convex
+    weight with more than two strategies, else the observed weight from r."""
+    kind = "convex" if len(evidence.strategies) > 2 else "relative_distance"
+    return evidence.observed_m_weight(split).to_numpy(), kind
 
 
 def _summarize(evidence, table: pd.DataFrame, predicted_m: np.ndarray, in_fit,

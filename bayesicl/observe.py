@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from .errors import BayesiclError
 
@@ -289,36 +290,43 @@ def dominant_strategy(weights, strategies) -> np.ndarray:
     return np.where(defined, names[best], "")
 
 
-def cutoff_step(conditions: pd.DataFrame, q: float = 0.2, split: str = "id") -> int:
+def cutoff_step(distance: xr.DataArray, q: float = 0.2, split: str = "id") -> int:
     """N_0 (docs/model.md#cutoff): the first checkpoint modeled.
 
-    For each run (a diversity, and a seed when the table has one) take its trajectory of the
-    interpolation distance on `split`; its cutoff is the first step whose distance is ≤
-    min + q·(max − min) of that trajectory. N_0 is the largest cutoff over runs (q = 0.2;
-    0.1 for regression). Runs whose distances are all NaN are ignored; if every run is, N_0 is
-    the first step.
+    `distance` is the interpolation distance per condition and split (condition, split), its
+    conditions labelled by diversity and step and, where it has them, seed and configuration
+    (`Evidence.dataset["interpolation_distance"]`). For each run (a configuration, diversity
+    and seed) take its trajectory on `split`; its cutoff is the first step whose distance is
+    ≤ min + q·(max − min) of that trajectory. N_0 is the largest cutoff over runs (q = 0.2;
+    0.1 for regression). Runs whose distances are all NaN are ignored; if every run is, N_0
+    is the first step.
 
-    >>> table = pd.DataFrame({"diversity": [4, 4, 4, 8, 8, 8], "step": [10, 20, 30] * 2,
-    ...                       "interpolation_distance_id": [5.0, 1.0, 0.0, 5.0, 4.0, 0.5]})
-    >>> cutoff_step(table, q=0.2)
+    >>> distance = xr.DataArray([[5.0], [1.0], [0.0], [5.0], [4.0], [0.5]], dims=("condition", "split"),
+    ...     coords={"split": ["id"], "diversity": ("condition", [4, 4, 4, 8, 8, 8]),
+    ...             "step": ("condition", [10, 20, 30] * 2)})
+    >>> cutoff_step(distance, q=0.2)
     30
     """
-    column = f"interpolation_distance_{split}"
-    missing = {"diversity", "step", column} - set(conditions.columns)
+    missing = {"diversity", "step"} - set(distance.coords)
     if missing:
-        raise BayesiclError(f"cutoff_step: conditions lack column(s) {sorted(missing)}")
-    if len(conditions) == 0:
+        raise BayesiclError(f"cutoff_step: the distances lack coordinate(s) {sorted(missing)}")
+    if "split" not in distance.dims or split not in distance["split"].values:
+        raise BayesiclError(f"cutoff_step: the distances have no split {split!r}")
+    on_split = distance.sel(split=split)
+    if on_split.sizes.get("condition", 0) == 0:
         raise BayesiclError("cutoff_step: no conditions")
-    keys = ["diversity", "seed"] if "seed" in conditions.columns else ["diversity"]
+    keys = [k for k in ("configuration", "diversity", "seed") if k in on_split.coords]
+    conditions = pd.DataFrame({k: on_split[k].values for k in (*keys, "step")})
+    conditions["distance"] = on_split.values.astype(np.float64)
     cutoffs = []
     for _, run in conditions.groupby(keys, sort=True):
         run = run.sort_values("step")
-        distance = run[column].to_numpy(dtype=np.float64)
-        finite = np.isfinite(distance)
+        trajectory = run["distance"].to_numpy()
+        finite = np.isfinite(trajectory)
         if not finite.any():
             continue
-        low, high = distance[finite].min(), distance[finite].max()
-        below = finite & (distance <= low + q * (high - low))
+        low, high = trajectory[finite].min(), trajectory[finite].max()
+        below = finite & (trajectory <= low + q * (high - low))
         cutoffs.append(int(run["step"].to_numpy()[np.argmax(below)]))
     return max(cutoffs) if cutoffs else int(conditions["step"].min())
 

@@ -40,10 +40,12 @@ from .errors import BayesiclError
 LN2 = math.log(2.0)
 #: log(1e-30): the floor of mixture log-probabilities, as in `bayesicl.observe`.
 LOG_FLOOR = math.log(1e-30)
-#: Model variants (docs/model.md#ablations); None and "full" are the full model.
-VARIANTS = ("full", "alpha0", "beta1", "gamma1", "constant_complexity")
-#: The parameter a variant pins, and its value.
-FIXED = {"alpha0": ("alpha", 0.0), "beta1": ("beta", 1.0), "gamma1": ("gamma", 1.0)}
+#: The model variants (docs/model.md#ablations) and the parameters each pins; None and
+#: "full" are the full model, "constant_complexity" pins nothing (it changes the data:
+#: `constant_complexity`). The one table an ablation's name is read from.
+ABLATIONS = {"full": {}, "alpha0": {"alpha": 0.0}, "beta1": {"beta": 1.0}, "gamma1": {"gamma": 1.0},
+             "constant_complexity": {}}
+VARIANTS = tuple(ABLATIONS)
 PARAMETERS = ("alpha", "beta", "gamma")
 
 
@@ -231,16 +233,24 @@ def check_variant(variant: str | None) -> str:
     return name
 
 
+def ablation(variant: str | None) -> dict[str, float]:
+    """The parameters a model variant pins, {name: value} (empty for the full model and for
+    "constant_complexity"): what the fits pin with NumPyro handlers
+    (`bayesicl.inference.model.pin`).
+
+    >>> ablation("gamma1"), ablation(None)
+    ({'gamma': 1.0}, {})
+    """
+    return dict(ABLATIONS[check_variant(variant)])
+
+
 def variant_params(params, variant: str | None) -> tuple[Any, Any, Any]:
     """(α, β, γ) with the variant's pinned parameter set (α = 0, β = 1 or γ = 1).
 
     >>> variant_params((0.6, 0.2, 0.85), "beta1")
     (0.6, 1.0, 0.85)
     """
-    values = dict(zip(PARAMETERS, unpack(params)))
-    pinned = FIXED.get(check_variant(variant))
-    if pinned is not None:
-        values[pinned[0]] = pinned[1]
+    values = {**dict(zip(PARAMETERS, unpack(params))), **ablation(variant)}
     return values["alpha"], values["beta"], values["gamma"]
 
 

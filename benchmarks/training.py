@@ -35,7 +35,6 @@ import torch  # noqa: E402
 import bayesicl as bic  # noqa: E402
 from bayesicl.transformers.ensemble import train_ensemble  # noqa: E402
 from bayesicl.transformers.model import (  # noqa: E402
-    ModelConfig,
     Transformer,
     init_parameters,
     inputs_from_batch,
@@ -49,7 +48,7 @@ SWEEP_DIVERSITIES = [4, 8, 16, 32, 64, 128, 256, 1024]
 
 
 def tokens_per_step(recipe) -> int:
-    positions = 2 * recipe.context_length if recipe.task == "regression" else recipe.context_length
+    positions = 2 * recipe.model.context_length if recipe.task == "regression" else recipe.model.context_length
     return recipe.batch_size * positions
 
 
@@ -83,7 +82,7 @@ def sweep_ratio(steps: int, device: str, preset: str = "urns-small") -> dict:
 def paper_step_time(steps: int, device: str) -> dict:
     recipe = load_recipe("urns", {"steps": steps, "checkpoints": 2, "eval_sequences": 64, "device": device})
     task = bic.task("urns", **recipe.task_params())
-    model = init_parameters(Transformer(ModelConfig.for_task(task, **recipe.architecture())), 0).to(device)
+    model = init_parameters(Transformer(recipe.model), 0).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate)
     batch = task.training_batch(task.pool(64, seed=0), recipe.batch_size, 0, 1)
     inputs, targets = inputs_from_batch(task, batch, device), targets_from_batch(task, batch, device)
@@ -124,7 +123,7 @@ def logging_overhead(steps: int, device: str, checkpoints: int = 26) -> dict:
     pool = task.pool(64, seed=recipe.seed)
 
     def plain() -> float:
-        model = init_parameters(Transformer(ModelConfig.for_task(task, **recipe.architecture())), 0).to(device)
+        model = init_parameters(Transformer(recipe.model), 0).to(device)
         optimizer = adamw(model.parameters(), recipe)
         with TrainingBatches(task, [pool], recipe, 1, workers=data_workers(recipe)) as batches:
             began = time.perf_counter()

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     evidence = build_evidence(out / "runs", loss_sequences=args.loss_sequences, cache=False)
     print(f"evidence: {evidence.num_conditions} conditions, cutoff N_0 = {evidence.cutoff_step} "
           f"({int(evidence.conditions['modeled'].sum())} modeled)")
-    print(evidence.conditions.groupby("diversity")["observed_weight_id"].agg(["first", "last"])
+    observed = evidence.sel(split="id")["observed_weight"].to_series().groupby("diversity")
+    print(observed.agg(["first", "last"])
           .rename(columns={"first": "w̃_M at the first checkpoint", "last": "at the last"}).round(3).to_string())
 
     # -- 3. fit the rational model ---------------------------------------------------------------

@@ -75,7 +75,7 @@ def test_synthetic_outputs_stored_in_float16_move_the_observed_weight_by_less_th
     task, outputs, terms = grid
     first_three = (outputs[0][:3], outputs[1])                # the strategies' outputs of D = 4, 8, 16
     made = {dtype: synthetic_evidence(task, DIVERSITIES[:3], STEPS[::5], params=(0.6, 0.2, 0.85), outputs=first_three,
-                                      terms=terms, output_dtype=dtype).conditions["observed_weight_id"].to_numpy()
+                                      terms=terms, output_dtype=dtype).sel(split="id")["observed_weight"].to_numpy()
             for dtype in ("float32", "float16")}
     difference = np.abs(made["float16"] - made["float32"])
     assert 0 < difference.max() < RESOLUTION

@@ -61,7 +61,7 @@ def test_every_flag_that_takes_a_value_shows_its_default(name, action):
 
 
 def test_fit_out_defaults_to_a_folder_beside_the_runs(tmp_path):
-    from bayesicl.inference.command import default_out
+    from bayesicl.commands.fit import default_out
 
     args = build_parser().parse_args(["fit", str(tmp_path / "runs")])
     assert args.out is None
@@ -111,7 +111,7 @@ def test_sweep_steps_and_set_reach_every_job_after_the_configs_own_set(tmp_path,
                  "--set", "width=16", "--set", "checkpoints=3", "--quiet"]) == 0
     recipes = [job.recipe for job in seen["jobs"]]
     assert len(recipes) == 4
-    assert {(r.steps, r.width, r.checkpoints, r.batch_size) for r in recipes} == {(30, 16, 3, 8)}
+    assert {(r.steps, r.model.width, r.checkpoints, r.batch_size) for r in recipes} == {(30, 16, 3, 8)}
 
 
 def test_the_demo_refuses_to_overwrite_an_earlier_demo_without_force(tmp_path, capsys):

@@ -1,21 +1,25 @@
-"""The evidence table (docs/model.md#observed-weights): built from arrays and from logged runs, cached outside the runs."""
+"""The evidence (docs/model.md#observed-weights): labelled observations per condition and split,
+built from arrays and from logged runs, cached outside the runs."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import bayesicl as bic
 import bayesicl.strategies
 from bayesicl.errors import BayesiclError
 from bayesicl.evidence import build as build_module
-from bayesicl.evidence import build_evidence, evidence_from_arrays
+from bayesicl.evidence import build_evidence, evidence_from_arrays, stored
+from bayesicl.evidence.table import labelled_table
 from bayesicl.runs import RunWriter, open_runs
 
 MG = ("memorizing", "generalizing")
@@ -38,7 +42,7 @@ def unit_terms(diversities, strategies=MG):
 
 # -- from arrays ------------------------------------------------------------------------------------
 
-def test_table_and_arrays_have_the_contract_columns_and_shapes():
+def test_the_dataset_the_flat_table_and_the_arrays_have_the_contract_labels_and_shapes():
     rng = np.random.default_rng(0)
     task = bic.task("urns", num_dims=4, context_length=5)
     kinds = ("memorizing", "generalizing", "constant")
@@ -48,13 +52,26 @@ def test_table_and_arrays_have_the_contract_columns_and_shapes():
     seed = [0, 0, 0, 0, 1, 1]
     step = [10, 20, 10, 20, 10, 20]
     transformer = np.log(rng.dirichlet(np.ones(4), size=(6, 2, SEQUENCES, 5)))
-    ev = evidence_from_arrays(task, kinds, transformer, strategies, diversity, step, seed=seed,
+    ev = evidence_from_arrays(task, kinds, transformer, strategies, diversity=diversity, step=step, seed=seed,
                               cutoff="all", **unit_terms(diversity, kinds))
+    assert dict(ev.dataset.sizes) == {"condition": 6, "split": 2, "strategy": 3}
+    assert list(ev.dataset.indexes["condition"].names) == ["configuration", "diversity", "seed", "step"]
+    assert ev.dataset["split"].values.tolist() == ["id", "ood"]
+    observed = ("d_TM", "d_TG", "d_MG", "r", "observed_weight", "interpolation_distance")
+    assert all(ev.dataset[name].dims == ("condition", "split") for name in observed)
+    assert ev.dataset["convex_weight"].dims == ("condition", "split", "strategy")
+    assert ev.dataset["modeled"].dims == ("condition",)
+    assert ev.configuration == "urns"                          # a lone configuration: the family's name
+    # The flat table derives from the dataset: one column per variable and split.
     split_columns = [f"{name}_{split}" for split in ("id", "ood") for name in
-                     ("d_TM", "d_TG", "d_MG", "r", "observed_weight", "interpolation_distance",
-                      "observed_memorizing", "observed_generalizing", "observed_constant")]
-    assert set(ev.conditions.columns) == {"condition", "run", "diversity", "seed", "step",
-                                          "modeled", *split_columns}
+                     (*observed, "observed_memorizing", "observed_generalizing", "observed_constant")]
+    assert list(ev.conditions.columns) == ["condition", "run", "diversity", "seed", "step",
+                                           *split_columns, "modeled"]
+    np.testing.assert_array_equal(ev.conditions["r_ood"], ev.dataset["r"].sel(split="ood"))
+    back = labelled_table(ev.conditions)                       # ... and is labelled again without loss
+    for name in (*observed, "convex_weight", "modeled", "run", "step"):
+        np.testing.assert_array_equal(back[name], ev.dataset[name])
+    assert back["strategy"].values.tolist() == list(kinds)
     assert ev.conditions["run"].tolist() == [0, 0, 1, 1, 2, 2]
     assert ev.conditions["condition"].tolist() == list(range(6))
     assert ev.arrays["transformer"].dims == ("condition", "split", "sequence", "position", "output")
@@ -65,8 +82,46 @@ def test_table_and_arrays_have_the_contract_columns_and_shapes():
     assert ev.arrays["run_diversity"].values.tolist() == [8, 4, 4]
     assert ev.loss.index.tolist() == [4, 8] and list(ev.loss.columns) == list(kinds)
     assert ev.output_kind == "log_probs" and ev.strategies == kinds and ev.runs_hash is None
-    convex = ev.conditions[[f"observed_{k}_id" for k in kinds]].to_numpy()
-    np.testing.assert_allclose(convex.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(ev.dataset["convex_weight"].sum("strategy"), 1.0, atol=1e-9)
+
+
+def test_evidence_sel_picks_conditions_by_diversity_and_step_and_observations_by_split():
+    # Two runs (D = 4, 64) with checkpoints at steps 1000 and 5000; T mixes M and G with a
+    # known weight per condition, so each selection can be checked against its construction.
+    rng = np.random.default_rng(6)
+    task = bic.task("regression", num_dims=2, context_length=3)
+    weights = [[0.1, 0.3], [0.6, 0.9]]
+    transformer, strategies, _, step = regression_trajectories(rng, weights, [[0.0, 0.0]] * 2, [1000, 5000])
+    diversity = np.repeat([4, 64], 2)
+    ev = evidence_from_arrays(task, MG, transformer, strategies, diversity=diversity, step=step,
+                              **unit_terms(diversity), cutoff="all")
+
+    one = ev.sel(diversity=64, step=5000)
+    assert isinstance(one, xr.Dataset) and one.sizes["condition"] == 1
+    assert one["configuration"].values.tolist() == ["regression"] and one["run"].values.tolist() == [1]
+    np.testing.assert_allclose(one["observed_weight"].sel(split="id"), [0.9], atol=1e-6)
+    np.testing.assert_allclose(one["observed_weight"].sel(split="ood"), [0.9], atol=1e-6)
+    # d(T, M) of that condition, computed from the outputs directly (mean squared error).
+    d_tm = ((transformer[3] - strategies[1, 0]) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(one["d_TM"].squeeze("condition").values, d_tm, rtol=1e-6)
+
+    trajectory = ev.sel(diversity=64, split="id")["observed_weight"]
+    assert trajectory["step"].values.tolist() == [1000, 5000]
+    np.testing.assert_allclose(trajectory, [0.6, 0.9], atol=1e-6)
+    np.testing.assert_allclose(ev.sel(step=1000, split="id")["observed_weight"], [0.1, 0.6], atol=1e-6)
+
+    renamed = ev.with_configuration("mlp_width=64")
+    assert renamed.sel(configuration="mlp_width=64").sizes["condition"] == 4
+    assert ev.configuration == "regression"                    # the original is unchanged
+
+
+def test_evidence_from_arrays_takes_everything_but_the_outputs_by_keyword():
+    task = bic.task("urns", num_dims=3, context_length=4)
+    rng = np.random.default_rng(7)
+    strategies = np.log(rng.dirichlet(np.ones(3), size=(1, 2, 2, SEQUENCES, 4)))
+    transformer = np.log(rng.dirichlet(np.ones(3), size=(2, 2, SEQUENCES, 4)))
+    with pytest.raises(TypeError):
+        evidence_from_arrays(task, MG, transformer, strategies, [4, 4], [1, 2], **unit_terms([4]))
 
 
 def orthogonal_noise(rng, direction):
@@ -99,15 +154,15 @@ def test_observed_weights_and_interpolation_distances_match_the_construction():
     weights = [[0.1, 0.4, 0.9], [1.0, 0.0, 0.7]]
     amplitudes = [[0.0, 0.5, 2.0], [1.0, 0.3, 0.0]]
     transformer, strategies, diversity, step = regression_trajectories(rng, weights, amplitudes, [10, 20, 30])
-    ev = evidence_from_arrays(task, MG, transformer, strategies, diversity, step,
+    ev = evidence_from_arrays(task, MG, transformer, strategies, diversity=diversity, step=step,
                               **unit_terms(diversity), cutoff="all")
     for split in ("id", "ood"):
-        np.testing.assert_allclose(ev.conditions[f"observed_weight_{split}"], np.ravel(weights), atol=1e-5)
-        np.testing.assert_allclose(ev.conditions[f"interpolation_distance_{split}"],
-                                   np.ravel(amplitudes) ** 2, atol=1e-5)
+        observed = ev.sel(split=split)
+        np.testing.assert_allclose(observed["observed_weight"], np.ravel(weights), atol=1e-5)
+        np.testing.assert_allclose(observed["interpolation_distance"], np.ravel(amplitudes) ** 2, atol=1e-5)
         k = ("id", "ood").index(split)
-        d_tm = ((transformer[:, k] - strategies[ev.conditions["run"], 0, k]) ** 2).mean(axis=(1, 2, 3))
-        np.testing.assert_allclose(ev.conditions[f"d_TM_{split}"], d_tm, rtol=1e-5)
+        d_tm = ((transformer[:, k] - strategies[observed["run"].values, 0, k]) ** 2).mean(axis=(1, 2, 3))
+        np.testing.assert_allclose(observed["d_TM"], d_tm, rtol=1e-5)
 
 
 def test_paper_cutoff_uses_q_0_1_for_regression_and_the_latest_run():
@@ -118,16 +173,16 @@ def test_paper_cutoff_uses_q_0_1_for_regression_and_the_latest_run():
     steps = [10, 20, 30, 40, 50]
     amplitudes = [[3.0, 2.0, 1.0, 0.5, 0.0], [1.0, 1.0, 0.2, 0.1, 0.0]]
     transformer, strategies, diversity, step = regression_trajectories(rng, [[0.5] * 5] * 2, amplitudes, steps)
-    terms = unit_terms(diversity)
-    paper = evidence_from_arrays(task, MG, transformer, strategies, diversity, step, **terms)
+    terms = unit_terms(diversity) | {"diversity": diversity, "step": step}
+    paper = evidence_from_arrays(task, MG, transformer, strategies, **terms)
     assert paper.cutoff_step == 40
-    assert paper.conditions["modeled"].tolist() == [False, False, False, True, True] * 2
-    everything = evidence_from_arrays(task, MG, transformer, strategies, diversity, step, **terms, cutoff="all")
-    assert everything.cutoff_step == 10 and everything.conditions["modeled"].all()
-    fixed = evidence_from_arrays(task, MG, transformer, strategies, diversity, step, **terms, cutoff=25)
-    assert fixed.conditions["modeled"].tolist() == [False, False, True, True, True] * 2
+    assert paper.dataset["modeled"].values.tolist() == [False, False, False, True, True] * 2
+    everything = evidence_from_arrays(task, MG, transformer, strategies, **terms, cutoff="all")
+    assert everything.cutoff_step == 10 and everything.dataset["modeled"].all()
+    fixed = evidence_from_arrays(task, MG, transformer, strategies, **terms, cutoff=25)
+    assert fixed.dataset["modeled"].values.tolist() == [False, False, True, True, True] * 2
     with pytest.raises(BayesiclError, match="cutoff"):
-        evidence_from_arrays(task, MG, transformer, strategies, diversity, step, **terms, cutoff="late")
+        evidence_from_arrays(task, MG, transformer, strategies, **terms, cutoff="late")
 
 
 def test_the_iwl_split_travels_in_the_arrays_but_never_enters_a_distance():
@@ -135,15 +190,15 @@ def test_the_iwl_split_travels_in_the_arrays_but_never_enters_a_distance():
     task = bic.task("classification", num_dims=2, context_length=4)
     strategies = np.log(rng.dirichlet(np.ones(2), size=(1, 2, 3, SEQUENCES, 1)))
     transformer = np.log(rng.dirichlet(np.ones(2), size=(2, 3, SEQUENCES, 1)))
-    terms = unit_terms([4])
-    ev = evidence_from_arrays(task, MG, transformer, strategies, [4, 4], [1, 2], **terms, cutoff="all")
+    terms = unit_terms([4]) | {"diversity": [4, 4], "step": [1, 2], "cutoff": "all"}
+    ev = evidence_from_arrays(task, MG, transformer, strategies, **terms)
     changed = transformer.copy()
     changed[:, 2] = np.log(rng.dirichlet(np.ones(2), size=(2, SEQUENCES, 1)))
-    ev_changed = evidence_from_arrays(task, MG, changed, strategies, [4, 4], [1, 2], **terms, cutoff="all")
-    pd.testing.assert_frame_equal(ev.conditions, ev_changed.conditions)
+    ev_changed = evidence_from_arrays(task, MG, changed, strategies, **terms)
+    xr.testing.assert_identical(ev.dataset, ev_changed.dataset)
     assert ev.arrays["split"].values.tolist() == ["id", "ood", "iwl"]
     assert ev.arrays["transformer"].sizes["position"] == 1
-    assert not any("iwl" in column for column in ev.conditions.columns)
+    assert ev.dataset["split"].values.tolist() == ["id", "ood"]
 
 
 def test_loss_and_complexity_come_from_the_pools_and_average_over_seeds():
@@ -152,7 +207,7 @@ def test_loss_and_complexity_come_from_the_pools_and_average_over_seeds():
     rng = np.random.default_rng(4)
     strategies = np.log(rng.dirichlet(np.ones(3), size=(2, 2, 2, SEQUENCES, 4)))
     transformer = np.log(rng.dirichlet(np.ones(3), size=(4, 2, SEQUENCES, 4)))
-    ev = evidence_from_arrays(task, MG, transformer, strategies, [4, 4, 4, 4], [1, 2, 1, 2],
+    ev = evidence_from_arrays(task, MG, transformer, strategies, diversity=[4, 4, 4, 4], step=[1, 2, 1, 2],
                               seed=[0, 0, 1, 1], pools=pools, loss_sequences=LOSS_SEQUENCES, cutoff="all")
     for kind in MG:
         direct = [bic.strategies.loss(task, bic.strategies.for_task(task, pool, (kind,))[kind], pool,
@@ -172,12 +227,15 @@ def test_bad_arrays_are_refused_with_one_line_messages():
     terms = unit_terms([4])
     nan = transformer.copy()
     nan[0, 0, 0, 0, 0] = np.nan
+    two = {"diversity": [4, 4], "step": [1, 2]}
     cases = [
-        (lambda: evidence_from_arrays(task, MG, nan, strategies, [4, 4], [1, 2], **terms), "NaN"),
-        (lambda: evidence_from_arrays(task, MG, transformer, strategies[:, :1], [4, 4], [1, 2], **terms), "shape"),
-        (lambda: evidence_from_arrays(task, MG, transformer, strategies, [4, 8], [1, 2], **terms), "runs"),
-        (lambda: evidence_from_arrays(task, MG, transformer, strategies, [4, 4], [1, 1], **terms), "same run"),
-        (lambda: evidence_from_arrays(task, MG, transformer, strategies, [4, 4], [1, 2]), "loss and complexity"),
+        (lambda: evidence_from_arrays(task, MG, nan, strategies, **two, **terms), "NaN"),
+        (lambda: evidence_from_arrays(task, MG, transformer, strategies[:, :1], **two, **terms), "shape"),
+        (lambda: evidence_from_arrays(task, MG, transformer, strategies, diversity=[4, 8], step=[1, 2], **terms),
+         "runs"),
+        (lambda: evidence_from_arrays(task, MG, transformer, strategies, diversity=[4, 4], step=[1, 1], **terms),
+         "same run"),
+        (lambda: evidence_from_arrays(task, MG, transformer, strategies, **two), "loss and complexity"),
     ]
     for call, message in cases:
         with pytest.raises(BayesiclError, match=message) as error:
@@ -214,7 +272,8 @@ def test_build_evidence_from_runs_reads_every_run_and_checkpoint(tmp_path):
     assert ev.conditions[["diversity", "step"]].values.tolist() == [
         [2, 20], [2, 80], [2, 200], [8, 20], [8, 80], [8, 200]]
     # Predictions are linear in the weight, so w̃ recovers it (float32 storage).
-    np.testing.assert_allclose(ev.conditions["observed_weight_id"], [0.0, 0.5, 1.0] * 2, atol=1e-4)
+    np.testing.assert_allclose(ev.sel(split="id")["observed_weight"], [0.0, 0.5, 1.0] * 2, atol=1e-4)
+    np.testing.assert_allclose(ev.sel(diversity=8, step=80, split="ood")["observed_weight"], [0.5], atol=1e-4)
     runs = open_runs(tmp_path / "runs")
     assert ev.settings == runs[0].settings
     np.testing.assert_allclose(ev.arrays["target"].values[1, 0, :, :, 0], runs[1].inputs["id"]["y"], rtol=1e-6)
@@ -227,7 +286,7 @@ def test_build_evidence_classification_compares_the_query_output(tmp_path):
     ev = build_evidence(tmp_path / "runs", loss_sequences=LOSS_SEQUENCES, cache=False)
     assert ev.arrays["transformer"].shape[2:] == (SEQUENCES, 1, 2)
     assert ev.arrays["split"].values.tolist() == ["id", "ood", "iwl"]
-    np.testing.assert_allclose(ev.conditions["observed_weight_id"], [0.0, 1.0] * 2, atol=1e-4)
+    np.testing.assert_allclose(ev.sel(split="id")["observed_weight"], [0.0, 1.0] * 2, atol=1e-4)
 
 
 def test_cache_hits_recomputes_after_a_run_changes_and_never_writes_into_the_runs(tmp_path, private_cache,
@@ -245,6 +304,7 @@ def test_cache_hits_recomputes_after_a_run_changes_and_never_writes_into_the_run
     assert (len(builds), len(losses)) == (1, 2)                   # 2 runs, both strategies at once
     second = build_evidence(runs, loss_sequences=LOSS_SEQUENCES)
     assert (len(builds), len(losses)) == (1, 2)                   # a cache hit: nothing recomputed
+    xr.testing.assert_identical(first.dataset, second.dataset)    # the labels survive the cache
     pd.testing.assert_frame_equal(first.conditions, second.conditions)
     pd.testing.assert_frame_equal(first.loss, second.loss)
     pd.testing.assert_frame_equal(first.loss_difference, second.loss_difference)
@@ -300,3 +360,15 @@ def test_build_evidence_refuses_inputs_it_cannot_fit(tmp_path):
             build_evidence(runs, loss_sequences=LOSS_SEQUENCES, cache=False)
         assert "\n" not in str(error.value)
     assert not os.listdir(tmp_path / "empty")
+
+
+def test_a_cache_entry_of_an_older_format_is_a_miss_and_the_evidence_is_built_again(tmp_path, private_cache):
+    task = bic.task("urns", num_dims=3, context_length=4)
+    write_runs(tmp_path / "runs", task, (2,), weights=(0.0, 1.0), steps=(20, 80))
+    build_evidence(tmp_path / "runs", loss_sequences=LOSS_SEQUENCES)
+    (entry,) = (private_cache / "evidence").iterdir()
+    meta = entry / "evidence.json"
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"format": stored.EVIDENCE_FORMAT - 1}))
+    assert stored.load_evidence(entry.name) is None
+    again = build_evidence(tmp_path / "runs", loss_sequences=LOSS_SEQUENCES)
+    assert again.sel(step=80, split="id")["observed_weight"].values.tolist() == pytest.approx([1.0], abs=1e-4)

@@ -177,7 +177,7 @@ def test_evidence_computes_the_terms_of_a_registered_family(coins):
             assert evidence.complexity.loc[D, kind] == bic.strategies.complexity(strategy)
             assert evidence.loss.loc[D, kind] == pytest.approx(
                 bic.strategies.loss(coins, strategy, pools[D], num_sequences=16, seed=0), rel=1e-12)
-    assert evidence.conditions["observed_weight_id"].iloc[1] == pytest.approx(0.0, abs=1e-6)
+    assert evidence.sel(diversity=diversities[1], split="id")["observed_weight"].item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_logged_runs_of_a_registered_family_become_evidence(coins, tmp_path):
@@ -195,7 +195,7 @@ def test_logged_runs_of_a_registered_family_become_evidence(coins, tmp_path):
         writer.finish()
     evidence = build_evidence(tmp_path, loss_sequences=16, cache=False)
     assert evidence.task.family == FAMILY
-    np.testing.assert_allclose(evidence.conditions["observed_weight_id"], [0, 1, 0, 1], atol=1e-5)
+    np.testing.assert_allclose(evidence.sel(split="id")["observed_weight"], [0, 1, 0, 1], atol=1e-5)
 
 
 def test_cached_terms_follow_edits_of_a_registered_strategy(coins, tmp_path, monkeypatch):

@@ -543,7 +543,7 @@ def test_a_sweep_config_that_is_not_utf8_is_one_line(tmp_path, capsys):
 
 
 def test_an_out_that_is_a_file_is_refused_before_the_fit_runs(runs, tmp_path, capsys, monkeypatch):
-    import bayesicl.inference.command as command
+    import bayesicl.commands.fit as command
 
     (tmp_path / "file").write_text("mine")
     monkeypatch.setattr(command, "build_evidence", lambda *a, **k: pytest.fail("the fit ran"))
@@ -620,7 +620,7 @@ def test_a_resume_state_with_a_wrong_shaped_tensor_is_one_line(tmp_path, capsys)
 @pytest.mark.parametrize("failure", ["full", "read-only"])
 def test_a_full_or_read_only_file_system_is_one_line_and_leaves_nothing_partial(runs, fits, tmp_path, capsys,
                                                                                 monkeypatch, verb, failure):
-    import bayesicl.inference.command as command
+    import bayesicl.commands.fit as command
 
     monkeypatch.setattr(command, "fit", lambda *a, **k: fits["map"])   # its result, without the minutes
     with tmpfs(tmp_path / "fs", size="64k", full=failure == "full", read_only=failure == "read-only") as fs:

@@ -9,13 +9,14 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import bayesicl as bic
 from bayesicl.cli import main as cli_main
 from bayesicl.errors import BayesiclError
 from bayesicl.inference import fit, load_fit
 from bayesicl.inference import guards
-from bayesicl.inference.command import parse_complexity_overrides, parse_prior_overrides
+from bayesicl.commands.fit import parse_complexity_overrides, parse_prior_overrides
 from bayesicl.inference.synthetic import mixture_output, strategy_outputs, synthetic_evidence, synthetic_terms
 from fit_reference import MG, log_odds
 
@@ -91,7 +92,7 @@ def test_conditions_table_has_one_row_per_condition_and_split(nuts_fit, evidence
     assert ((table["predicted_weight"] >= 0) & (table["predicted_weight"] <= 1)).all()
     # Observed weights are the evidence's, condition by condition.
     id_rows = table[table["split"] == "id"].sort_values("condition")
-    np.testing.assert_allclose(id_rows["observed_weight"], evidence.conditions["observed_weight_id"])
+    np.testing.assert_allclose(id_rows["observed_weight"], evidence.sel(split="id")["observed_weight"])
 
 
 @pytest.mark.parametrize("which", ["map_fit", "nuts_fit"])
@@ -140,10 +141,13 @@ def test_nuts_predict_gives_credible_intervals_around_the_mean(nuts_fit):
 
 
 def test_guards_flag_what_should_not_be_trusted():
-    table = pd.DataFrame({"diversity": [4, 8, 16], "step": [10, 10, 10], "modeled": [True] * 3,
-                          "interpolation_distance_id": [0.01, 0.9, 0.0], "d_MG_id": [1.0, 1.0, 1e-9]})
-    assert "1 of 3 modeled conditions" in guards.interpolation_guard(table)[0]
-    assert "[16]" in guards.strategy_distance_guard(table)[0]
+    observations = xr.Dataset(
+        {"modeled": ("condition", [True] * 3),
+         "interpolation_distance": (("condition", "split"), [[0.01, 9.0], [0.9, 9.0], [0.0, 9.0]]),
+         "d_MG": (("condition", "split"), [[1.0, 0.0], [1.0, 0.0], [1e-9, 0.0]])},
+        coords={"split": ["id", "ood"], "diversity": ("condition", [4, 8, 16]), "step": ("condition", [10] * 3)})
+    assert "1 of 3 modeled conditions" in guards.interpolation_guard(observations)[0]
+    assert "[16]" in guards.strategy_distance_guard(observations)[0]
     steps = pd.DataFrame({"diversity": [4, 8, 16], "transition_step": [100.0, math.inf, 0.0],
                           "direction": ["G→M", "G", "M"]})
     message = guards.transition_guard(steps)[0]

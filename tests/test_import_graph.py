@@ -108,3 +108,12 @@ def test_a_cycle_through_a_relative_import_inside_a_function_is_found(tmp_path):
     assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
     (package / "b.py").write_text("from .sub.leaf import VALUE\n")
     assert find_cycle(import_graph(package)) is None
+
+
+def test_the_fit_stage_never_imports_the_figures_or_the_report():
+    graph = import_graph()
+    for module, targets in graph.items():
+        if module == "bayesicl.inference" or module.startswith("bayesicl.inference."):
+            consumers = [t for t in targets if t.split(".")[:2] in (["bayesicl", "plot"], ["bayesicl", "report"],
+                                                                   ["bayesicl", "commands"])]
+            assert not consumers, f"{module} imports {consumers}; composition belongs in bayesicl.commands"

@@ -43,9 +43,9 @@ def test_logged_markov_runs_give_four_strategy_evidence_with_the_mixture_weights
     assert evidence.strategies == STRATEGIES                      # the family's default set
     assert evidence.arrays["scored"].values.tolist() == [False] + [True] * 11
     for D, w in weights.items():
-        rows = evidence.conditions[evidence.conditions["diversity"] == D]
+        convex = evidence.sel(diversity=D, split="id")["convex_weight"]
         for s, expected in zip(STRATEGIES, w):
-            np.testing.assert_allclose(rows[f"observed_{s}_id"], expected, atol=0.02, err_msg=f"D={D} {s}")
+            np.testing.assert_allclose(convex.sel(strategy=s), expected, atol=0.02, err_msg=f"D={D} {s}")
 
 
 def test_summed_weights_and_the_dominant_strategy():

@@ -30,7 +30,7 @@ def urns_evidence(rng, num_strategies=2, steps=(10, 20, 30, 40), diversities=(4,
             diversity.append(D)
             step.append(N)
     ones = np.ones((len(diversities), num_strategies))
-    return evidence_from_arrays(task, kinds, np.stack(transformer), np.log(probs), diversity, step,
+    return evidence_from_arrays(task, kinds, np.stack(transformer), np.log(probs), diversity=diversity, step=step,
                                 loss=ones, complexity=ones, cutoff="all")
 
 
@@ -70,7 +70,7 @@ def test_r2_matches_a_direct_computation_for_regression():
     task = bic.task("regression", num_dims=2, context_length=POSITIONS)
     strategies = rng.standard_normal((1, 2, 2, SEQUENCES, POSITIONS, 1))
     transformer = 0.6 * strategies[:, 0] + 0.4 * strategies[:, 1] + 0.3 * rng.standard_normal((3, 2, SEQUENCES, POSITIONS, 1))
-    ev = evidence_from_arrays(task, STRATEGIES, transformer, strategies, [4, 4, 4], [1, 2, 3],
+    ev = evidence_from_arrays(task, STRATEGIES, transformer, strategies, diversity=[4, 4, 4], step=[1, 2, 3],
                               loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
     weights = np.array([[0.6, 0.4], [0.5, 0.5], [1.0, 0.0]])
     table = metrics.condition_metrics(ev, weights)
@@ -90,7 +90,7 @@ def test_agreement_is_the_fraction_of_queries_with_the_same_argmax_label():
     task = bic.task("classification", num_dims=2, context_length=3)
     strategies = np.log(rng.dirichlet(np.ones(2), size=(1, 2, 3, 40, 1)))      # splits id, ood, iwl
     transformer = np.log(rng.dirichlet(np.ones(2), size=(2, 3, 40, 1)))
-    ev = evidence_from_arrays(task, STRATEGIES, transformer, strategies, [4, 4], [1, 2],
+    ev = evidence_from_arrays(task, STRATEGIES, transformer, strategies, diversity=[4, 4], step=[1, 2],
                               loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
     weights = np.array([[0.3, 0.7], [0.9, 0.1]])
     table = metrics.condition_metrics(ev, weights)
@@ -114,7 +114,7 @@ def test_summary_splits_fit_heldout_all_and_correlation_is_pearson_of_weights():
     for subset, mask in (("fit", in_fit), ("heldout", ~in_fit), ("all", np.ones(8, bool))):
         for split in ("id", "ood"):
             leaf = summary[subset][split]
-            observed = ev.conditions[f"observed_weight_{split}"].to_numpy()[mask]
+            observed = ev.sel(split=split)["observed_weight"].to_numpy()[mask]
             assert leaf["n_conditions"] == mask.sum()
             assert leaf["correlation"] == pytest.approx(np.corrcoef(weights[mask, 0], observed)[0, 1])
             tvd = table[table["split"] == split]["tvd"].to_numpy()[mask].mean()
@@ -137,7 +137,7 @@ def test_with_three_strategies_correlation_uses_the_convex_observed_weight():
     ev = urns_evidence(rng, num_strategies=3)
     weights = rng.dirichlet(np.ones(3), size=ev.num_conditions)
     summary = metrics.summarize_metrics(ev, weights, np.ones(ev.num_conditions, bool))
-    observed = ev.conditions["observed_memorizing_id"].to_numpy()
+    observed = ev.sel(split="id", strategy="memorizing")["convex_weight"].to_numpy()
     assert summary["all"]["id"]["observed_weight"] == "convex"
     assert summary["all"]["id"]["correlation"] == pytest.approx(np.corrcoef(weights[:, 0], observed)[0, 1])
 

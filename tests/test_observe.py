@@ -4,8 +4,8 @@ interpolation distance and the cutoff rule, each checked against an independent 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
+import xarray as xr
 
 from bayesicl import observe
 from bayesicl.errors import BayesiclError
@@ -178,17 +178,17 @@ def test_cutoff_step_on_a_hand_made_trajectory():
     # Run (D=4): min 0, max 10, threshold 0 + 0.2·10 = 2 → first step with distance ≤ 2 is 300.
     # Run (D=8, seed 0): min 1, max 9, threshold 2.6 → step 200. Run (D=8, seed 1): all NaN,
     # ignored. N_0 is the largest: 300. With q = 0.5: thresholds 5 and 5 → steps 200 and 100.
-    table = pd.DataFrame({
-        "diversity": [4] * 4 + [8] * 4 + [8] * 4,
-        "seed": [0] * 8 + [1] * 4,
-        "step": [100, 200, 300, 400] * 3,
-        "interpolation_distance_id": [10.0, 5.0, 1.0, 0.0, 9.0, 2.0, 1.0, 1.5] + [np.nan] * 4,
-    })
-    assert observe.cutoff_step(table, q=0.2) == 300
-    assert observe.cutoff_step(table, q=0.5) == 200
-    assert observe.cutoff_step(table.sample(frac=1.0, random_state=0), q=0.2) == 300  # order-free
-    all_nan = table.assign(interpolation_distance_id=np.nan)
-    assert observe.cutoff_step(all_nan) == 100
+    conditions = {"diversity": [4] * 4 + [8] * 4 + [8] * 4, "seed": [0] * 8 + [1] * 4,
+                  "step": [100, 200, 300, 400] * 3}
+    on_id = [10.0, 5.0, 1.0, 0.0, 9.0, 2.0, 1.0, 1.5] + [np.nan] * 4
+    distance = xr.DataArray(np.stack([on_id, np.zeros(12)], axis=1), dims=("condition", "split"),
+                            coords={"split": ["id", "ood"], **{k: ("condition", v) for k, v in conditions.items()}})
+    assert observe.cutoff_step(distance, q=0.2) == 300
+    assert observe.cutoff_step(distance, q=0.5) == 200
+    shuffled = np.random.default_rng(0).permutation(12)
+    assert observe.cutoff_step(distance.isel(condition=shuffled), q=0.2) == 300      # order-free
+    assert observe.cutoff_step(distance.where(False)) == 100                         # all NaN
+    assert observe.cutoff_step(distance, split="ood") == 100                         # flat: its first step
 
 
 def test_bad_inputs_raise_one_line_errors():
@@ -196,5 +196,6 @@ def test_bad_inputs_raise_one_line_errors():
         observe.mean_distance(np.zeros((2, 2, 1)), np.zeros((2, 2, 1)), "logits", np.ones(2, bool))
     with pytest.raises(BayesiclError, match="scored mask"):
         observe.mean_distance(np.zeros((2, 2, 1)), np.zeros((2, 2, 1)), "predictions", np.ones(3, bool))
-    with pytest.raises(BayesiclError, match="lack column"):
-        observe.cutoff_step(pd.DataFrame({"step": [1]}))
+    with pytest.raises(BayesiclError, match="lack coordinate"):
+        observe.cutoff_step(xr.DataArray([[1.0]], dims=("condition", "split"),
+                                         coords={"split": ["id"], "step": ("condition", [1])}))

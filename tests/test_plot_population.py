@@ -165,7 +165,7 @@ def test_a_fit_of_several_configurations_and_the_grid_demo_write_figures_and_rep
         calls.append((str(runs), options))
         return population
 
-    monkeypatch.setattr("bayesicl.inference.population_command.fit_population", fitted)
+    monkeypatch.setattr("bayesicl.commands.population.fit_population", fitted)
     assert main(["fit", "data/runs/urns-grid", "--out", str(tmp_path / "fit"), "--chains", "2"]) == 0
     run_demo("urns-grid", tmp_path / "demo", echo=print, note=print)
     out = capsys.readouterr().out

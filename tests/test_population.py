@@ -18,7 +18,7 @@ from bayesicl.cli import main
 from bayesicl.errors import BayesiclError, BayesiclWarning
 from bayesicl.inference import fit, load_fit
 from bayesicl.inference.population import PopulationResult, fit_population
-from bayesicl.inference.population_command import scan_configurations
+from bayesicl.commands.population import scan_configurations
 from bayesicl.inference.population_cv import COLUMNS, cross_validate
 from bayesicl.inference.population_data import configurations
 from bayesicl.inference.synthetic import synthetic_evidence, synthetic_population

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import bayesicl as bic
 from bayesicl.evidence import build_evidence, evidence_from_arrays
@@ -57,8 +58,8 @@ before = kilobytes("VmRSS")
 observer = statistics.RunObserver(strategy, ["id", "ood"], ("memorizing", "generalizing"), "log_probs",
                                   np.ones(positions, bool), chebyshev_nodes())
 observer.curves()
-columns, _ = observer.observe(checkpoint)
-assert abs(columns["observed_weight_id"][0] - 0.3) < 0.2, columns["observed_weight_id"]
+observed, _ = observer.observe(checkpoint)
+assert abs(observed["observed_weight"][0, 0] - 0.3) < 0.2, observed["observed_weight"]
 print((kilobytes("VmHWM") - before) * 1024)
 """
 
@@ -123,11 +124,10 @@ def test_streamed_evidence_equals_the_evidence_of_the_same_outputs_in_memory(lon
     streamed = build_evidence(short, loss_sequences=16, cache=False)
     arrays = streamed.arrays
     direct = evidence_from_arrays(streamed.task, streamed.strategies, arrays["transformer"].values,
-                                  arrays["strategy"].values, streamed.conditions["diversity"],
-                                  streamed.conditions["step"], loss=streamed.loss,
+                                  arrays["strategy"].values, diversity=streamed.dataset["diversity"].values,
+                                  step=streamed.dataset["step"].values, loss=streamed.loss,
                                   complexity=streamed.complexity)
-    columns = [c for c in direct.conditions.columns if c != "modeled"]
-    np.testing.assert_allclose(streamed.conditions[columns].to_numpy(float), direct.conditions[columns].to_numpy(float),
+    xr.testing.assert_allclose(streamed.dataset.drop_vars("modeled"), direct.dataset.drop_vars("modeled"),
                                rtol=1e-12, atol=1e-15)
     for name in ("objective_value", "objective_slope", "objective_curvature", "curve_value"):
         np.testing.assert_allclose(streamed.statistics[name].values, direct.statistics[name].values, rtol=1e-12)
@@ -204,19 +204,21 @@ def test_statistics_summed_over_chunks_of_sequences_equal_those_of_whole_conditi
     monkeypatch.setattr(statistics, "CHUNK_FLOATS", 200)
     monkeypatch.setattr(statistics, "PREPARED_BYTES", 0)
     chunked_columns, chunked = collect()
-    assert list(chunked_columns.columns) == list(whole_columns.columns)
-    np.testing.assert_allclose(chunked_columns.to_numpy(float), whole_columns.to_numpy(float), rtol=1e-12, atol=0)
+    assert list(chunked_columns) == list(whole_columns)
+    for name in whole_columns:
+        np.testing.assert_allclose(chunked_columns[name], whole_columns[name], rtol=1e-12, atol=0, err_msg=name)
     for name in ("objective_value", "objective_slope", "objective_curvature", "curve_value", "curve_slope"):
         np.testing.assert_allclose(chunked[name][1], whole[name][1], rtol=1e-12, atol=1e-15, err_msg=name)
     # Both agree with the token-level definitions on whole conditions.
     from bayesicl import observe
 
     d_t, d_pair = observe.distances(transformer[:, 0], strategy[run][:, :, 0], "log_probs", scored)
-    np.testing.assert_allclose(chunked_columns["d_TM_id"], d_t[:, 0], rtol=1e-12)
-    np.testing.assert_allclose(chunked_columns["d_MG_id"], d_pair[:, 0, 1], rtol=1e-12)
+    id_, ood = 0, 1                                                 # the split axis of the observations
+    np.testing.assert_allclose(chunked_columns["d_TM"][:, id_], d_t[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(chunked_columns["d_MG"][:, id_], d_pair[:, 0, 1], rtol=1e-12)
     between = observe.interpolation_distance(transformer[:, 1], strategy[run][:, 0, 1], strategy[run][:, 1, 1],
-                                             chunked_columns["observed_weight_ood"].to_numpy(), "log_probs", scored)
-    np.testing.assert_allclose(chunked_columns["interpolation_distance_ood"], between, rtol=1e-12)
+                                             chunked_columns["observed_weight"][:, ood], "log_probs", scored)
+    np.testing.assert_allclose(chunked_columns["interpolation_distance"][:, ood], between, rtol=1e-12)
     pair = observe.prepare(strategy[1, :, 1], "log_probs", scored)                 # run 1, ood split
     value, slope = _skl_curve(pair, chunked["node_value"][1])
     np.testing.assert_allclose(chunked["curve_value"][1][1, 1], value, rtol=1e-12, atol=1e-15)

@@ -171,10 +171,10 @@ def test_learning_rate_warms_up_then_stays_constant_or_decays():
 
 def test_paper_presets_follow_the_table():
     urns, regression, classification = (load_recipe(n) for n in ("urns", "regression", "classification"))
-    assert (urns.num_layers, regression.num_layers, classification.num_layers) == (1, 8, 1)
+    assert (urns.model.num_layers, regression.model.num_layers, classification.model.num_layers) == (1, 8, 1)
     assert (urns.batch_size, regression.batch_size, classification.batch_size) == (64, 128, 64)
     for recipe in (urns, regression, classification):
-        assert (recipe.width, recipe.mlp_width, recipe.num_heads) == (64, 256, 1)
+        assert (recipe.model.width, recipe.model.mlp_width, recipe.model.num_heads) == (64, 256, 1)
         assert (recipe.steps, recipe.checkpoints, recipe.eval_sequences) == (100_000, 100, 500)
         assert recipe.learning_rate == 5e-4 and recipe.grad_clip == 1.0 and recipe.weight_decay == 0
     assert (urns.warmup_steps, regression.warmup_steps, classification.warmup_steps) == (5000, 5000, 0)

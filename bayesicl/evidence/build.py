@@ -63,8 +63,10 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
     ...         for step in (20, 80):
     ...             writer.log(step, {s: bic.strategies.memorizing(task, pool)(b) for s, b in evals.items()})
     ...     ev = build_evidence(tmp, loss_sequences=16, cache=False)
-    >>> ev.conditions["observed_weight_id"].round(3).tolist()
+    >>> ev.sel(split="id")["observed_weight"].round(3).values.tolist()
     [1.0, 1.0, 1.0, 1.0]
+    >>> ev.sel(diversity=8, step=80)["observed_weight"].round(3).values.tolist()    # [[id, ood]]
+    [[1.0, 1.0]]
     """
     check_cutoff(cutoff)
     if isinstance(runs_dir_or_list, (str, os.PathLike)):

@@ -33,8 +33,12 @@ from .. import observe
 from .tabulation import CHUNK_ENTRIES, NODES, chebyshev_nodes, curve_sums
 from .tabulation import quadratic_tables as condition_quadratics
 
-#: Splits whose distances enter the table (and, ID only, the fit).
+#: Splits whose distances enter the evidence (and, ID only, the fit).
 DISTANCE_SPLITS = ("id", "ood")
+#: What is observed per condition and split (docs/model.md#observed-weights): the distances
+#: of T to M and G and of M to G, the relative distance r, the observed weight (r + 1)/2
+#: clipped, and the distance of T to its interpolation w̃M + (1 − w̃)G.
+OBSERVATIONS = ("d_TM", "d_TG", "d_MG", "r", "observed_weight", "interpolation_distance")
 #: Floats per chunk of a block's conditions × sequences (bounds the temporaries, ~32 MB each).
 CHUNK_FLOATS = 1 << 22
 #: Most sequences of one condition (per split) handled at once. Distances, observed weights,
@@ -111,16 +115,20 @@ class RunObserver:
         return (self.prepared(split, p) for p in range(len(self.parts)))
 
     def observe(self, transformer: np.ndarray, tables: bool = True) -> tuple[dict, dict]:
-        """(columns, objective tables) of a block of conditions, transformer (c, split, B, P, O)
-        ({name: (c, ...) array} each; no tables when `tables` is False)."""
-        columns: dict[str, np.ndarray] = {}
-        found: dict[str, list] = {}
+        """(observations, objective tables) of a block of conditions, transformer (c, split,
+        B, P, O). Observations are {name: (c, 2) array} over `DISTANCE_SPLITS` for each of
+        `OBSERVATIONS` (and convex_weight (c, 2, S) with more than two strategies); tables
+        {name: (c, ...) array} (none when `tables` is False)."""
         count, num_strategies = transformer.shape[0], len(self.strategies)
+        columns: dict[str, np.ndarray] = {name: np.empty((count, len(DISTANCE_SPLITS))) for name in OBSERVATIONS}
+        if num_strategies > 2:
+            columns["convex_weight"] = np.empty((count, len(DISTANCE_SPLITS), num_strategies))
+        found: dict[str, list] = {}
         part_floats = (self.parts[0].stop - self.parts[0].start) * int(self.scored.sum()) \
             * transformer.shape[-1] * num_strategies
         chunk = max(1, CHUNK_FLOATS // max(part_floats, 1))
         single = len(self.parts) == 1
-        for split in DISTANCE_SPLITS:
+        for i, split in enumerate(DISTANCE_SPLITS):
             k = self.splits.index(split)
             d_t = np.empty((count, num_strategies))
             interpolation = np.empty(count)
@@ -152,15 +160,12 @@ class RunObserver:
                 for name, value in tabled.items():
                     found.setdefault(name, []).append(value / self.tokens if name in KL_SUMS else value)
             r_split = observe.relative_distance(d_t[:, 0], d_t[:, 1], d_mg)
-            columns[f"d_TM_{split}"] = d_t[:, 0]
-            columns[f"d_TG_{split}"] = d_t[:, 1]
-            columns[f"d_MG_{split}"] = d_mg
-            columns[f"r_{split}"] = r_split
-            columns[f"observed_weight_{split}"] = observe.observed_weight(r_split)
-            columns[f"interpolation_distance_{split}"] = interpolation
+            columns["d_TM"][:, i], columns["d_TG"][:, i], columns["d_MG"][:, i] = d_t[:, 0], d_t[:, 1], d_mg
+            columns["r"][:, i] = r_split
+            columns["observed_weight"][:, i] = observe.observed_weight(r_split)
+            columns["interpolation_distance"][:, i] = interpolation
             if num_strategies > 2:
-                for j, kind in enumerate(self.strategies):
-                    columns[f"observed_{kind}_{split}"] = convex[:, j]
+                columns["convex_weight"][:, i] = convex
         return columns, {name: np.concatenate(parts) for name, parts in found.items()}
 
     def _tables(self, t: observe.Prepared, s: observe.Prepared) -> dict[str, np.ndarray]:
@@ -290,9 +295,9 @@ def quintic_hermite(nodes, values, slopes, curvatures, x) -> tuple[np.ndarray, n
 
 def collect(source, strategies: Sequence[str], output_kind: str, scored: np.ndarray,
             num_conditions: int, nodes: int | None = None,
-            progress=None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Stream `source` once: (the per-condition columns of `bayesicl.evidence.Evidence`'s
-    table, the statistics' variables {name: (dims, values)})."""
+            progress=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Stream `source` once: (the observations of every condition, {name: (C, split[, S])}
+    as `RunObserver.observe`, the statistics' variables {name: (dims, values)})."""
     grid = chebyshev_nodes(NODES if nodes is None else nodes)
     columns: dict[str, np.ndarray] = {}
     tables: dict[str, np.ndarray] = {}
@@ -306,7 +311,9 @@ def collect(source, strategies: Sequence[str], output_kind: str, scored: np.ndar
         for rows, block in source.blocks(r):
             found, tabled = observer.observe(block)
             for name, value in found.items():
-                columns.setdefault(name, np.full(num_conditions, np.nan))[rows] = value
+                if name not in columns:
+                    columns[name] = np.full((num_conditions,) + value.shape[1:], np.nan)
+                columns[name][rows] = value
             for name, value in tabled.items():
                 if name not in tables:
                     tables[name] = np.full((num_conditions,) + value.shape[1:], np.nan)
@@ -320,7 +327,7 @@ def collect(source, strategies: Sequence[str], output_kind: str, scored: np.ndar
             "quadratic_center": ("condition", "other"), "quadratic_matrix": ("condition", "other", "other_2")}
     for name, value in tables.items():
         variables[name] = (dims[name], value)
-    return pd.DataFrame(columns), variables
+    return columns, variables
 
 
 # -- internals ------------------------------------------------------------------------------------

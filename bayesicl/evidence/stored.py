@@ -2,7 +2,8 @@
 
 An entry (format `EVIDENCE_FORMAT`) is a directory written atomically (a temporary directory
 renamed into place): statistics.nc (netCDF: the tabulated objective, the ρ curves, the
-scored positions), conditions.csv, loss.csv, complexity.csv, loss_difference.csv and
+scored positions), observations.nc (netCDF: `Evidence.dataset`, its condition index stored
+as plain coordinates), loss.csv, complexity.csv, loss_difference.csv and
 loss_difference_se.csv (the paired ΔL̄ and its standard error), evidence.json, and
 strategies/run-NNNN.npy, the strategies' outputs on each run's inputs (read back one run at a
 time by the metrics of a fit; the transformer's outputs are read from the runs themselves).
@@ -29,10 +30,12 @@ from ..families import family_spec
 from ..tasks import from_settings
 from .cache import warn_cannot_store, cache_dir
 from .stream import RunSource, load_array, save_array
-from .table import Evidence
+from .table import CONDITION_LEVELS, Evidence
 
-#: Layout of an evidence entry; part of its key (2: streamed statistics instead of arrays.nc).
-EVIDENCE_FORMAT = 2
+#: Layout of an evidence entry; part of its key (2: streamed statistics instead of arrays.nc;
+#: 3: the labelled observations.nc instead of the wide conditions.csv). An entry of another
+#: format is a miss: the evidence is built again.
+EVIDENCE_FORMAT = 3
 
 
 def load_evidence(entry: str, runs=None, splits=None):
@@ -46,7 +49,11 @@ def load_evidence(entry: str, runs=None, splits=None):
         with xr.open_dataset(io.BytesIO(read_regular(folder / "statistics.nc")), engine="h5netcdf") as stored:
             statistics = stored.load()
         statistics["scored"] = statistics["scored"].astype(bool)
-        conditions = pd.read_csv(folder / "conditions.csv")
+        with xr.open_dataset(io.BytesIO(read_regular(folder / "observations.nc")), engine="h5netcdf") as stored:
+            dataset = stored.load()
+        dataset = dataset.assign(modeled=dataset["modeled"].astype(bool)) \
+            .assign_coords(configuration=dataset["configuration"].astype(object)) \
+            .set_index(condition=list(CONDITION_LEVELS))
         loss = pd.read_csv(folder / "loss.csv", index_col="diversity")
         complexity = pd.read_csv(folder / "complexity.csv", index_col="diversity")
         paired = [pd.read_csv(folder / f"{name}.csv", index_col="diversity")
@@ -67,7 +74,7 @@ def load_evidence(entry: str, runs=None, splits=None):
             source = RunSource(runs, splits, strategy_reader(folder), targets)
         return Evidence(task=from_settings(meta["task"]), settings=meta["settings"],
                         strategies=tuple(meta["strategies"]), output_kind=meta["output_kind"],
-                        conditions=conditions, loss=loss, complexity=complexity, statistics=statistics,
+                        dataset=dataset, loss=loss, complexity=complexity, statistics=statistics,
                         cutoff_step=int(meta["cutoff_step"]), runs_hash=meta["runs_hash"],
                         loss_difference=paired[0], loss_difference_se=paired[1],
                         complexity_convention=meta.get("complexity_convention", "bayesicl"), source=source)
@@ -108,15 +115,16 @@ def _store_evidence(entry: str, evidence) -> Path:
     # Serialized in memory first: HDF5 writing straight into a file on a full disk can crash
     # the process; a plain write of bytes fails with an OSError instead.
     statistics = bytes(evidence.statistics.to_netcdf(engine="h5netcdf"))
+    observations = bytes(evidence.dataset.reset_index("condition").to_netcdf(engine="h5netcdf"))
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry}.", dir=root))
     try:
         make_shareable(tmp, directory=True)
         write_bytes(tmp / "statistics.nc", statistics)
+        write_bytes(tmp / "observations.nc", observations)
         (tmp / "strategies").mkdir()
         make_shareable(tmp / "strategies", directory=True)
         for r in range(evidence.source.num_runs):
             write_bytes(tmp / "strategies" / _strategy_name(r), save_array(evidence.source.strategy(r)))
-        evidence.conditions.to_csv(tmp / "conditions.csv", index=False)
         evidence.loss.to_csv(tmp / "loss.csv")
         evidence.complexity.to_csv(tmp / "complexity.csv")
         if evidence.loss_difference is not None:

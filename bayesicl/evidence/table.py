@@ -1,13 +1,17 @@
-"""The evidence table: everything the fit needs, per condition (run × checkpoint).
+"""The evidence: everything the fit needs, per condition (configuration × run × checkpoint).
 
-`Evidence` is the boundary between observing the transformer (docs/model.md#observed-weights) and fitting the
-rational model (docs/model.md#map, docs/model.md#nuts). `evidence_from_arrays` builds one from NumPy arrays: the
-transformer's outputs per condition and every strategy's outputs per run on the same inputs,
-plus L̄_s(D) and K_s(D). It computes, in one pass over the outputs
-(`bayesicl.evidence.statistics`), the distances, relative distances, observed weights,
-interpolation distances, convex weights (> 2 strategies), the tabulated objective and the
-modeled checkpoints; the token-level outputs stay with their source (runs on disk, or the
-arrays given) and are read again only by the metrics of a fit.
+`Evidence` is the boundary between observing the transformer (docs/model.md#observed-weights)
+and fitting the rational model (docs/model.md#map, docs/model.md#nuts). Its ``dataset`` is
+labelled: a condition is indexed by (configuration, diversity, seed, step), what is observed
+on each split is a variable with a ``split`` dimension, so
+``evidence.sel(diversity=64, step=5000)`` reads like the question it answers.
+`evidence_from_arrays` builds one from NumPy arrays: the transformer's outputs per condition
+and every strategy's outputs per run on the same inputs, plus L̄_s(D) and K_s(D). It
+computes, in one pass over the outputs (`bayesicl.evidence.statistics`), the distances,
+relative distances, observed weights, interpolation distances, convex weights (> 2
+strategies), the tabulated objective and the modeled checkpoints; the token-level outputs
+stay with their source (runs on disk, or the arrays given) and are read again only by the
+metrics of a fit.
 
 Distances use only the "id" and "ood" splits; classification's "iwl" split travels with the
 outputs for figures and never enters a distance or the fit.
@@ -29,34 +33,44 @@ from ..errors import BayesiclError
 from ..families import family_spec
 from ..tasks import Task
 from ..tasks import task as make_task
-from .statistics import DISTANCE_SPLITS, RunObserver, collect, statistics_dataset
+from .statistics import DISTANCE_SPLITS, OBSERVATIONS, RunObserver, collect, statistics_dataset
 from .stream import ArraySource
 from .tabulation import chebyshev_nodes
 from .terms import paper_compatible, reference_strategy, terms_table
 
 
+#: The levels of the condition index: which configuration, which run (its diversity and
+#: seed) and which checkpoint of it.
+CONDITION_LEVELS = ("configuration", "diversity", "seed", "step")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Evidence:
-    """Observed behaviour of the transformer and the strategies' terms, for one setting.
+    """Observed behaviour of the transformer and the strategies' terms, for one configuration.
 
-    ``conditions`` has one row per condition c = (run, step): condition, run, diversity,
-    seed, step, then per split s ∈ {id, ood}: d_TM_s, d_TG_s, d_MG_s, r_s, observed_weight_s,
-    interpolation_distance_s (and observed_<strategy>_s, the convex weights, with more than
-    two strategies), and ``modeled``. ``loss`` and ``complexity`` are indexed by diversity
-    with one column per strategy kind. ``statistics`` holds what the fit reads besides the
-    table (`bayesicl.evidence.statistics`): the tabulated ID objective per condition
-    (objective_value/slope/curvature (condition, node) for two distributions; quadratic_star,
-    quadratic_center, quadratic_matrix for regression), the ρ curves per run (curve_value,
-    curve_slope (run, curve_split, node)), the Chebyshev nodes (node_value) and scored
-    (position,). ``source`` yields the token-level outputs again, one block of checkpoints at
-    a time (`bayesicl.evidence.stream`); ``arrays`` loads all of them at once, labelled
-    (float32): transformer (condition, split, sequence, position, output), strategy (run,
-    strategy_kind, split, sequence, position, output), scored (position,) and, for regression,
-    target (run, split, sequence, position, output) — convenient for small evidence and
-    figures, the memory the streaming build avoids for large ones. (The strategy axis is named
-    "strategy_kind" because xarray forbids a variable named like one of its dimensions.)
-    Condition-level coordinates diversity and step, run-level run_diversity and run_seed make
-    ``.sel`` read naturally.
+    ``dataset`` holds what is observed per condition c, labelled (`evidence_dataset`):
+    dimension ``condition``, a MultiIndex (configuration, diversity, seed, step), with the
+    coordinate ``run`` (the run index of c) and the variable ``modeled`` (bool); per split
+    s ∈ {id, ood} (dimension ``split``): d_TM, d_TG, d_MG, r, observed_weight and
+    interpolation_distance, and with more than two strategies convex_weight (condition,
+    split, strategy). ``evidence.sel(diversity=64, step=5000)`` selects from it; ``conditions``
+    is the same as one wide row per condition (`condition_table`).
+
+    ``loss`` and ``complexity`` are indexed by diversity with one column per strategy kind.
+    ``statistics`` holds what the fit reads besides the observations
+    (`bayesicl.evidence.statistics`): the tabulated ID objective per condition
+    (objective_value/slope/curvature (condition, node) for two distributions;
+    quadratic_star, quadratic_center, quadratic_matrix for regression), the ρ curves per run
+    (curve_value, curve_slope (run, curve_split, node)), the Chebyshev nodes (node_value) and
+    scored (position,); its ``condition`` is the integer position of a condition. ``source``
+    yields the token-level outputs again, one block of checkpoints at a time
+    (`bayesicl.evidence.stream`); ``arrays`` loads all of them at once, labelled (float32):
+    transformer (condition, split, sequence, position, output), strategy (run,
+    strategy_kind, split, sequence, position, output), scored (position,) and, for
+    regression, target (run, split, sequence, position, output), its conditions indexed as
+    in ``dataset`` — convenient for small evidence and figures, the memory the streaming
+    build avoids for large ones. (The strategy axis of ``arrays`` is named "strategy_kind"
+    because xarray forbids a variable named like one of its dimensions.)
 
     ``loss_difference`` (same layout as ``loss``) is ΔL̄_s(D) = L̄_s − L̄_G paired on common
     loss sequences and ``loss_difference_se`` its Monte-Carlo standard error
@@ -70,7 +84,7 @@ class Evidence:
     settings: dict
     strategies: tuple[str, ...]
     output_kind: str
-    conditions: pd.DataFrame
+    dataset: xr.Dataset
     loss: pd.DataFrame
     complexity: pd.DataFrame
     statistics: xr.Dataset
@@ -80,6 +94,37 @@ class Evidence:
     loss_difference_se: pd.DataFrame | None = None
     complexity_convention: str = "bayesicl"
     source: Any = dataclasses.field(default=None, repr=False)
+
+    def sel(self, **labels) -> xr.Dataset:
+        """The observations at the given labels, e.g. ``sel(diversity=64, step=5000)``
+        (`xarray.Dataset.sel` on ``dataset``)."""
+        return self.dataset.sel(**labels)
+
+    @functools.cached_property
+    def conditions(self) -> pd.DataFrame:
+        """One wide row per condition (`condition_table`): the layout of a fit folder's
+        evidence_conditions.csv."""
+        return condition_table(self.dataset)
+
+    @property
+    def configuration(self) -> str:
+        """The configuration label of the conditions (the family name unless relabelled)."""
+        return str(self.dataset["configuration"].values[0])
+
+    def with_configuration(self, name: str) -> "Evidence":
+        """The same evidence with every condition labelled as configuration `name`."""
+        relabelled = self.dataset.reset_index("condition").assign_coords(
+            configuration=("condition", np.full(self.num_conditions, str(name), dtype=object)))
+        return dataclasses.replace(self, dataset=relabelled.set_index(condition=list(CONDITION_LEVELS)))
+
+    def observed_m_weight(self, split: str = "id") -> xr.DataArray:
+        """The observed weight of M (the first strategy) of every condition on `split`
+        (condition,): its convex weight with more than two strategies, else
+        (clip(r, −1, 1) + 1)/2 (docs/model.md#observed-weights)."""
+        observed = self.dataset.sel(split=split)
+        if len(self.strategies) > 2:
+            return observed["convex_weight"].sel(strategy=self.strategies[0], drop=True)
+        return observed["observed_weight"]
 
     @property
     def splits(self) -> list[str]:
@@ -105,7 +150,7 @@ class Evidence:
 
     @property
     def num_conditions(self) -> int:
-        return len(self.conditions)
+        return int(self.dataset.sizes["condition"])
 
     @property
     def modeled(self) -> pd.DataFrame:
@@ -113,28 +158,139 @@ class Evidence:
         return self.conditions[self.conditions["modeled"]]
 
 
-def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_outputs,
-                         diversity, step, seed=None, loss=None, complexity=None, pools=None,
+def evidence_dataset(table: pd.DataFrame, observations: Mapping[str, np.ndarray],
+                     strategies: Sequence[str], configuration: str) -> xr.Dataset:
+    """The observations of the conditions `table` (run, diversity, seed, step[, modeled]), labelled.
+
+    `observations` maps each name of `OBSERVATIONS` to a (C, 2) array over the splits
+    (id, ood), and convex_weight, when present, to (C, 2, S). Every condition is labelled
+    with `configuration`; ``modeled`` is a variable when the table has it.
+
+    >>> table = pd.DataFrame({"run": [0, 0], "diversity": [4, 4], "seed": [0, 0],
+    ...                       "step": [10, 20], "modeled": [False, True]})
+    >>> r = np.array([[0.2, 0.4], [0.6, 0.8]])
+    >>> ds = evidence_dataset(table, {"r": r}, ("memorizing", "generalizing"), "urns")
+    >>> float(ds["r"].sel(step=20, split="ood").item())
+    0.8
+    """
+    index = pd.MultiIndex.from_arrays(
+        [np.full(len(table), str(configuration), dtype=object),
+         *(table[level].to_numpy(dtype=np.int64) for level in CONDITION_LEVELS[1:])], names=CONDITION_LEVELS)
+    data: dict[str, Any] = {}
+    if "modeled" in table:
+        data["modeled"] = ("condition", table["modeled"].to_numpy(dtype=bool))
+    for name, values in observations.items():
+        dims = ("condition", "split", "strategy") if name == "convex_weight" else ("condition", "split")
+        data[name] = (dims, np.asarray(values, dtype=np.float64))
+    coords = xr.Coordinates.from_pandas_multiindex(index, "condition")
+    return xr.Dataset(data, coords=coords).assign_coords(
+        run=("condition", table["run"].to_numpy(dtype=np.int64)), split=list(DISTANCE_SPLITS),
+        strategy=list(strategies))
+
+
+def condition_table(dataset: xr.Dataset) -> pd.DataFrame:
+    """The evidence's observations as one wide row per condition: condition (its position),
+    run, diversity, seed, step, then for each split s: d_TM_s, d_TG_s, d_MG_s, r_s,
+    observed_weight_s, interpolation_distance_s (and observed_<strategy>_s, the convex
+    weights, with more than two strategies), then modeled. The one place the split goes into
+    column names, for tables written to disk and read by eye.
+
+    >>> table = pd.DataFrame({"run": [0], "diversity": [4], "seed": [0], "step": [10], "modeled": [True]})
+    >>> ds = evidence_dataset(table, {"r": np.array([[0.2, 0.4]])}, ("memorizing", "generalizing"), "urns")
+    >>> list(condition_table(ds).columns)
+    ['condition', 'run', 'diversity', 'seed', 'step', 'r_id', 'r_ood', 'modeled']
+    """
+    columns: dict[str, np.ndarray] = {
+        "condition": np.arange(dataset.sizes["condition"], dtype=np.int64),
+        "run": dataset["run"].to_numpy().astype(np.int64)}
+    for level in CONDITION_LEVELS[1:]:
+        columns[level] = dataset[level].to_numpy().astype(np.int64)
+    for split in dataset["split"].values:
+        observed = dataset.sel(split=split)
+        for name in OBSERVATIONS:
+            if name in dataset:
+                columns[f"{name}_{split}"] = observed[name].to_numpy()
+        if "convex_weight" in dataset:
+            for kind in dataset["strategy"].values:
+                columns[f"observed_{kind}_{split}"] = observed["convex_weight"].sel(strategy=kind).to_numpy()
+    columns["modeled"] = dataset["modeled"].to_numpy().astype(bool)
+    return pd.DataFrame(columns)
+
+
+def labelled_table(table: pd.DataFrame) -> xr.Dataset:
+    """A wide table of conditions (`condition_table`'s layout, or some of its columns) labelled
+    again, the inverse of `condition_table`: each <name>_<split> column of `OBSERVATIONS`
+    becomes the variable <name> (condition, split), the observed_<strategy>_<split> columns
+    convex_weight (condition, split, strategy) (a split a column lacks is NaN); condition,
+    run, diversity, seed, step become coordinates and every other column a variable over
+    condition. For readers handed the wide table instead of `Evidence.dataset`.
+
+    >>> table = pd.DataFrame({"run": [0], "diversity": [4], "seed": [0], "step": [10], "modeled": [True]})
+    >>> ds = evidence_dataset(table, {"r": np.array([[0.2, 0.4]])}, ("memorizing", "generalizing"), "urns")
+    >>> labelled_table(condition_table(ds))["r"].sel(split="ood").values.tolist()
+    [0.4]
+    """
+    splits = [split for split in DISTANCE_SPLITS if any(str(c).endswith(f"_{split}") for c in table.columns)]
+    by_split: dict[str, dict[str, str]] = {}                  # {name: {split: column}}
+    for column in table.columns:
+        for split in splits:
+            name = str(column).removesuffix(f"_{split}")
+            if name != str(column) and (name in OBSERVATIONS or name.startswith("observed_")):
+                by_split.setdefault(name, {})[split] = column
+
+    def over_splits(columns: dict[str, str]) -> np.ndarray:   # (C, split)
+        return np.stack([table[columns[split]].to_numpy(dtype=np.float64) if split in columns
+                         else np.full(len(table), np.nan) for split in splits], axis=1)
+
+    used = {column for columns in by_split.values() for column in columns.values()}
+    labels = {"condition", "run", *CONDITION_LEVELS}
+    coords: dict[str, Any] = {"split": splits}
+    data: dict[str, Any] = {}
+    for column in table.columns:
+        if column not in used:
+            (coords if column in labels else data)[str(column)] = ("condition", table[column].to_numpy())
+    for name, columns in by_split.items():
+        if name in OBSERVATIONS:
+            data[name] = (("condition", "split"), over_splits(columns))
+    kinds = [name.removeprefix("observed_") for name in by_split if name not in OBSERVATIONS]
+    if kinds:
+        coords["strategy"] = kinds
+        data["convex_weight"] = (("condition", "split", "strategy"),
+                                 np.stack([over_splits(by_split[f"observed_{kind}"]) for kind in kinds], axis=2))
+    return xr.Dataset(data, coords=coords)
+
+
+def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_outputs, *,
+                         diversity, step, seed=None, run=None, configuration: str | None = None,
+                         loss=None, complexity=None, pools=None, loss_difference=None, loss_difference_se=None,
+                         complexity_convention: str = "bayesicl", loss_sequences: int | None = None,
                          cutoff: str | int = "paper", settings: dict | None = None, target=None,
-                         *, run=None, splits: Sequence[str] | None = None, scored=None,
-                         runs_hash: str | None = None, loss_sequences: int | None = None,
-                         cache: bool = True, loss_difference=None, loss_difference_se=None,
-                         complexity_convention: str = "bayesicl") -> Evidence:
+                         splits: Sequence[str] | None = None, scored=None, runs_hash: str | None = None,
+                         cache: bool = True) -> Evidence:
     """Build an `Evidence` from arrays (synthetic data, or the arrays `build_evidence` reads).
 
     transformer (C, split, B, P, O) holds log-probs or predictions per condition;
     strategy_outputs (R, S, split, B, P, O) the strategies' outputs per run on the same inputs
-    (S = len(strategies); the first is M, the second G). diversity, step and seed give each
-    condition; the run of a condition is the index of its (diversity, seed) pair in order of
-    first appearance (pass ``run`` to set it explicitly). Classification's outputs have P = 1
-    (the query); regression's O = 1. ``splits`` names the split axis (default: the task's
-    splits, "id" and "ood" first). ``loss``/``complexity`` are DataFrames (index diversity,
-    one column per strategy) or {strategy: {diversity: value}}; when None they are computed
-    from ``pools`` ({diversity: pool} or {(diversity, seed): pool}, averaged over seeds),
-    together with the paired ΔL̄ and its standard error; ``loss_difference`` and
-    ``loss_difference_se`` (same layout as ``loss``) may also be given. K from pools
-    follows ``complexity_convention`` ("bayesicl" or "paper"; given K is labelled with it).
-    ``cutoff``: "paper" (docs/model.md#cutoff), "all" (every step is modeled) or a step.
+    (S = len(strategies); the first is M, the second G). Everything else is keyword-only.
+
+    - The conditions: ``diversity`` and ``step`` (C,), ``seed`` (C,; default 0); the run of a
+      condition is the index of its (diversity, seed) pair in order of first appearance
+      (``run`` (C,) sets it explicitly); ``configuration`` labels them all (default: the
+      family name, as `bayesicl.inference.population_data.configurations` names a lone
+      configuration).
+    - The terms: ``loss``/``complexity`` are DataFrames (index diversity, one column per
+      strategy) or {strategy: {diversity: value}}; when None they are computed from
+      ``pools`` ({diversity: pool} or {(diversity, seed): pool}, averaged over seeds) on
+      ``loss_sequences`` sequences, together with the paired ΔL̄ and its standard error;
+      ``loss_difference`` and ``loss_difference_se`` (same layout as ``loss``) may also be
+      given. K from pools follows ``complexity_convention`` ("bayesicl" or "paper"; given K
+      is labelled with it).
+    - The outputs: ``splits`` names the split axis (default: the task's splits, "id" and
+      "ood" first); ``scored`` (P,) the scored positions (default: the family's);
+      ``target`` (R, split, B, P, O) regression's targets. Classification's outputs have
+      P = 1 (the query); regression's O = 1.
+    - ``cutoff``: "paper" (docs/model.md#cutoff), "all" (every step is modeled) or a step;
+      ``settings``, ``runs_hash``: recorded as given; ``cache``: cache the computed terms.
 
     >>> import bayesicl as bic, numpy as np
     >>> task = bic.task("regression", num_dims=2, context_length=3)
@@ -145,8 +301,10 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
     >>> ev = evidence_from_arrays(task, ("memorizing", "generalizing"), t, s, diversity=[4, 4],
     ...     step=[10, 20], loss={"memorizing": {4: 1.0}, "generalizing": {4: 1.2}},
     ...     complexity={"memorizing": {4: 900.0}, "generalizing": {4: 300.0}}, cutoff="all")
-    >>> ev.conditions["observed_weight_id"].round(2).tolist()
+    >>> ev.sel(split="id")["observed_weight"].round(2).values.tolist()
     [0.9, 0.2]
+    >>> float(ev.sel(diversity=4, step=20, split="id")["observed_weight"].round(2).item())
+    0.2
     """
     task = make_task(task) if isinstance(task, str) else task
     strategies = tuple(str(s) for s in strategies)
@@ -198,19 +356,22 @@ def evidence_from_arrays(task, strategies: Sequence[str], transformer, strategy_
                          strategy_outputs.astype(np.float32, copy=False), table["run"].to_numpy(), splits, target)
     return assemble(task, strategies, source, table, scored, loss=loss, complexity=complexity,
                     loss_difference=loss_difference, loss_difference_se=loss_difference_se, cutoff=cutoff,
-                    settings=settings, runs_hash=runs_hash, complexity_convention=complexity_convention)
+                    settings=settings, runs_hash=runs_hash, complexity_convention=complexity_convention,
+                    configuration=configuration)
 
 
 def assemble(task: Task, strategies: tuple[str, ...], source, table: pd.DataFrame, scored: np.ndarray, *,
              loss, complexity, loss_difference=None, loss_difference_se=None, cutoff="paper",
              settings: dict | None = None, runs_hash: str | None = None,
-             complexity_convention: str = "bayesicl", progress=None) -> Evidence:
+             complexity_convention: str = "bayesicl", configuration: str | None = None,
+             progress=None) -> Evidence:
     """The `Evidence` of the conditions `table` (condition, run, diversity, seed, step) whose
     outputs `source` yields: one streamed pass (`bayesicl.evidence.statistics.collect`),
-    the terms per diversity checked, the cutoff applied."""
+    the terms per diversity checked, the cutoff applied, the conditions labelled with
+    `configuration` (default: the family name)."""
     output_kind = family_spec(task).output_kind
-    columns, variables = collect(source, strategies, output_kind, scored, len(table), progress=progress)
-    table = pd.concat([table, columns], axis=1)
+    observations, variables = collect(source, strategies, output_kind, scored, len(table), progress=progress)
+    table = table.copy()
     diversities = np.sort(table["diversity"].unique())
     loss = _per_diversity(loss, "loss", strategies, diversities)
     complexity = _per_diversity(complexity, "complexity", strategies, diversities)
@@ -220,8 +381,11 @@ def assemble(task: Task, strategies: tuple[str, ...], source, table: pd.DataFram
         loss_difference = _per_diversity(loss_difference, "loss_difference", strategies, diversities)
         loss_difference_se = _per_diversity(loss_difference_se, "loss_difference_se", strategies, diversities)
 
+    label = task.family if configuration is None else configuration
     if cutoff == "paper":
-        first_modeled = observe.cutoff_step(table, family_spec(task).cutoff_quantile)
+        distance = evidence_dataset(table, {"interpolation_distance": observations["interpolation_distance"]},
+                                    strategies, label)["interpolation_distance"]
+        first_modeled = observe.cutoff_step(distance, family_spec(task).cutoff_quantile)
     elif cutoff == "all":
         first_modeled = int(table["step"].min())
     else:
@@ -229,8 +393,9 @@ def assemble(task: Task, strategies: tuple[str, ...], source, table: pd.DataFram
     table["modeled"] = table["step"] >= first_modeled
 
     statistics = statistics_dataset(variables, table, source.splits, strategies, scored)
+    dataset = evidence_dataset(table, observations, strategies, label)
     return Evidence(task=task, settings=dict(task.settings if settings is None else settings),
-                    strategies=strategies, output_kind=output_kind, conditions=table,
+                    strategies=strategies, output_kind=output_kind, dataset=dataset,
                     loss=loss, complexity=complexity, statistics=statistics,
                     cutoff_step=first_modeled, runs_hash=runs_hash, loss_difference=loss_difference,
                     loss_difference_se=loss_difference_se, complexity_convention=complexity_convention,
@@ -246,9 +411,10 @@ def check_cutoff(cutoff) -> None:
 
 def observe_conditions(transformer: np.ndarray, strategy_outputs: np.ndarray, run: np.ndarray,
                        splits: Sequence[str], strategies: Sequence[str], output_kind: str,
-                       scored: np.ndarray) -> pd.DataFrame:
-    """Per condition and split: d_TM, d_TG, d_MG, r, observed_weight, interpolation_distance
-    (and observed_<strategy>, the convex weights, with more than two strategies).
+                       scored: np.ndarray) -> dict[str, np.ndarray]:
+    """Per condition and split (id, ood): {name: (C, 2)} for each of d_TM, d_TG, d_MG, r,
+    observed_weight, interpolation_distance (and convex_weight (C, 2, S) with more than two
+    strategies), as in `Evidence.dataset`.
 
     transformer (C, split, B, P, O), strategy_outputs (R, S, split, B, P, O), run (C,).
     Computed in float64, run by run (each run's strategies are prepared once) over chunks of
@@ -258,8 +424,8 @@ def observe_conditions(transformer: np.ndarray, strategy_outputs: np.ndarray, ru
     >>> s = np.log(rng.dirichlet(np.ones(3), size=(1, 2, 2, 4, 2)))     # (R, S, split, B, P, O)
     >>> t = np.log(0.3 * np.exp(s[:, 0]) + 0.7 * np.exp(s[:, 1]))
     >>> observe_conditions(t, s, np.array([0]), ("id", "ood"), ("memorizing", "generalizing"),
-    ...                    "log_probs", np.ones(2, bool))["interpolation_distance_id"].round(9).tolist()
-    [0.0]
+    ...                    "log_probs", np.ones(2, bool))["interpolation_distance"].round(9).tolist()
+    [[0.0, 0.0]]
     """
     run = np.asarray(run)
     columns: dict[str, np.ndarray] = {}
@@ -270,8 +436,10 @@ def observe_conditions(transformer: np.ndarray, strategy_outputs: np.ndarray, ru
         observer = RunObserver(strategy_outputs[r], splits, strategies, output_kind, scored, chebyshev_nodes(2))
         found, _ = observer.observe(transformer[rows], tables=False)
         for name, value in found.items():
-            columns.setdefault(name, np.full(len(run), np.nan))[rows] = value
-    return pd.DataFrame(columns)
+            if name not in columns:
+                columns[name] = np.full((len(run),) + value.shape[1:], np.nan)
+            columns[name][rows] = value
+    return columns
 
 
 # -- internals ------------------------------------------------------------------------------------
@@ -380,14 +548,13 @@ def outputs_dataset(evidence: Evidence) -> xr.Dataset:
         data["target"] = (("run", *dims), np.stack(target))
     runs = table.drop_duplicates("run").sort_values("run")
     coords: dict[str, Any] = {
-        "condition": table["condition"].to_numpy(),
         "run": np.arange(source.num_runs),
         "split": evidence.splits,
         "strategy_kind": list(evidence.strategies),
         "position": np.arange(transformer.shape[3]),
-        "diversity": ("condition", table["diversity"].to_numpy()),
-        "step": ("condition", table["step"].to_numpy()),
         "run_diversity": ("run", runs["diversity"].to_numpy()),
         "run_seed": ("run", runs["seed"].to_numpy()),
     }
-    return xr.Dataset(data, coords=coords)
+    # The conditions carry the index of `Evidence.dataset`: arrays.sel(diversity=64, step=5000).
+    condition = xr.Coordinates.from_pandas_multiindex(evidence.dataset.indexes["condition"], "condition")
+    return xr.Dataset(data, coords=condition).assign_coords(coords)

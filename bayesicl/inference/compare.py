@@ -39,6 +39,7 @@ from .. import rational
 from ..errors import BayesiclError
 from .data import fit_data
 from .model import expected_observation, run_log_densities
+from .options import FitOptions, fit_options
 from .pipeline import fit
 
 DEFAULT_VARIANTS = ("full", "alpha0", "beta1", "gamma1", "constant_complexity")
@@ -46,11 +47,12 @@ DEFAULT_VARIANTS = ("full", "alpha0", "beta1", "gamma1", "constant_complexity")
 NODES = 256
 
 
-def compare_variants(evidence, variants: Sequence[str] = DEFAULT_VARIANTS, method: str = "nuts",
-                     **fit_options) -> pd.DataFrame:
+def compare_variants(evidence, variants: Sequence[str] = DEFAULT_VARIANTS, method: str | None = None,
+                     options: FitOptions | None = None, **changes) -> pd.DataFrame:
     """Fit every variant and rank them (see the module docstring).
 
-    `fit_options` go to `bayesicl.inference.fit` (holdout, seed, num_samples, effects, ...).
+    Every fit takes `options` (a `FitOptions`, default NUTS) with `method` and the keyword
+    `changes` (holdout, seed, num_samples, effects, ...) applied, and its own variant.
     Returns one row per variant: variant, rank, objective, alpha, beta, gamma (the point
     estimates), heldout_correlation_id/ood, heldout_<metric>_id/ood, and for NUTS elpd_loro,
     se_loro, p_loro, elpd_diff and se_diff (to the best, paired over runs), max_pareto_k and n_runs.
@@ -59,9 +61,11 @@ def compare_variants(evidence, variants: Sequence[str] = DEFAULT_VARIANTS, metho
     """
     if not variants:
         raise BayesiclError("compare_variants: give at least one variant")
+    options = fit_options(options, {**changes, **({"method": method} if method is not None else {})})
+    method = options.method
     rows, pointwise = [], {}
     for variant in variants:
-        result = fit(evidence, method=method, variant=variant, **fit_options)
+        result = fit(evidence, options, variant=variant)
         summary = result.summary()
         row = {"variant": variant, "objective": summary["objective"]["map_exact"], **result.params}
         for split in ("id", "ood"):
@@ -73,7 +77,7 @@ def compare_variants(evidence, variants: Sequence[str] = DEFAULT_VARIANTS, metho
         if result.draws is not None:
             in_fit = result.evidence_conditions["condition"].isin(
                 result.conditions.loc[result.conditions["in_fit"].astype(bool), "condition"]).to_numpy()
-            data = fit_data(evidence, in_fit, variant, fit_options.get("complexity_override"))
+            data = fit_data(evidence, in_fit, variant, options.complexity_override)
             per_run = run_log_likelihood(data, result.draws, result.info["sampler"]["effects"])
             chains = result.idata.posterior.sizes["chain"]
             idata = az.from_dict(log_likelihood={"run": per_run.reshape(chains, -1, per_run.shape[-1])},

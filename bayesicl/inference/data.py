@@ -94,13 +94,18 @@ class FitData:
             reference_step=jnp.asarray(self.reference_step))
 
     def observations(self, split: int) -> np.ndarray:
-        """The observation of every condition on split `split` (0 = id, 1 = ood): unclipped r,
-        or the convex weights (C, S) with more than two strategies."""
-        name = ("id", "ood")[split]
-        table = self.evidence.conditions
-        if len(self.evidence.strategies) > 2:
-            return table[[f"observed_{k}_{name}" for k in self.evidence.strategies]].to_numpy(dtype=np.float64)
-        return table[f"r_{name}"].to_numpy(dtype=np.float64)
+        """The observation of every condition on split `split` (0 = id, 1 = ood), as
+        `observations_on`."""
+        return observations_on(self.evidence, ("id", "ood")[split])
+
+
+def observations_on(evidence, split: str) -> np.ndarray:
+    """What the likelihood reads of every condition on `split`: unclipped r (C,), or the
+    convex weights (C, S) with more than two strategies."""
+    observed = evidence.dataset.sel(split=split)
+    if len(evidence.strategies) > 2:
+        return observed["convex_weight"].transpose("condition", "strategy").to_numpy().astype(np.float64)
+    return observed["r"].to_numpy().astype(np.float64)
 
 
 def fit_data(evidence, in_fit: np.ndarray, variant: str | None = None,
@@ -112,21 +117,16 @@ def fit_data(evidence, in_fit: np.ndarray, variant: str | None = None,
         raise BayesiclError(f"in_fit has shape {in_fit.shape}, expected ({evidence.num_conditions},)")
     complexity = terms_for_fit(evidence.complexity, complexity_override, variant)
     loss = evidence.loss.copy()
-    table = evidence.conditions
-    diversity = table["diversity"].to_numpy()
-    strategies = evidence.strategies
-    if len(strategies) > 2:
-        observed = table[[f"observed_{k}_id" for k in strategies]].to_numpy(dtype=np.float64)
-    else:
-        observed = table["r_id"].to_numpy(dtype=np.float64)
+    conditions = evidence.dataset
+    diversity, step, run = (conditions[name].to_numpy() for name in ("diversity", "step", "run"))
     return FitData(
         evidence=evidence, variant=variant, in_fit=in_fit, loss=loss, complexity=complexity,
         condition_loss=loss.loc[diversity].to_numpy(dtype=np.float64),
         condition_complexity=complexity.loc[diversity].to_numpy(dtype=np.float64),
-        step=table["step"].to_numpy(dtype=np.float64), run=table["run"].to_numpy(),
-        observed=observed, curves=relative_distance_curves(evidence),
+        step=step.astype(np.float64), run=run,
+        observed=observations_on(evidence, "id"), curves=relative_distance_curves(evidence),
         objective=paper_objective(evidence, np.flatnonzero(in_fit)),
-        checkpoint=checkpoint_order(table["run"].to_numpy(), table["step"].to_numpy()))
+        checkpoint=checkpoint_order(run, step))
 
 
 def checkpoint_order(run: np.ndarray, step: np.ndarray) -> np.ndarray:

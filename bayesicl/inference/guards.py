@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import xarray as xr
+
+from ..evidence.table import labelled_table
 
 INTERPOLATION_RATIO = 0.5
 CLOSE_STRATEGIES_DISTANCE = 1e-6
@@ -36,33 +39,36 @@ MIN_LEVELS = 3
 MAX_SD_RATIO = 0.8
 
 
-def interpolation_guard(conditions: pd.DataFrame) -> list[str]:
+def interpolation_guard(observations: xr.Dataset | pd.DataFrame) -> list[str]:
     """Modeled conditions where T is far from the strategies' span (ID split).
 
-    The evidence's interpolation distance is the one of the M–G line; with more strategies
-    (columns observed_<kind>_id for a third kind) it says nothing about their span, and the
-    guard is silent."""
-    if sum(c.startswith("observed_") and c.endswith("_id") and c != "observed_weight_id"
-           for c in conditions.columns) > 2:
+    `observations` is the evidence's labelled dataset (`Evidence.dataset`; a wide
+    `Evidence.conditions` is labelled again). Its interpolation distance is the one of the M–G
+    line; with more strategies it says nothing about their span, and the guard is silent."""
+    observations = _labelled(observations)
+    if observations.sizes.get("strategy", 0) > 2:
         return []
-    modeled = conditions[conditions["modeled"]]
-    far = modeled["interpolation_distance_id"] > INTERPOLATION_RATIO * modeled["d_MG_id"]
+    on_id = observations.sel(split="id")
+    modeled = on_id["modeled"].to_numpy().astype(bool)
+    far = on_id["interpolation_distance"].to_numpy()[modeled] > INTERPOLATION_RATIO * on_id["d_MG"].to_numpy()[modeled]
     if not far.any():
         return []
-    rows = modeled[far]
-    shown = ", ".join(f"D={d} N={n}" for d, n in zip(rows["diversity"][:5], rows["step"][:5]))
-    return [f"{int(far.sum())} of {len(modeled)} modeled conditions have an ID interpolation distance "
+    diversity, step = on_id["diversity"].to_numpy()[modeled][far], on_id["step"].to_numpy()[modeled][far]
+    shown = ", ".join(f"D={d} N={n}" for d, n in zip(diversity[:5], step[:5]))
+    return [f"{int(far.sum())} of {int(modeled.sum())} modeled conditions have an ID interpolation distance "
             f"above {INTERPOLATION_RATIO} x d(M,G) (the transformer is far from every mixture of the "
             f"strategies there), e.g. {shown}"]
 
 
-def strategy_distance_guard(conditions: pd.DataFrame) -> list[str]:
-    """Diversities where M and G nearly coincide on the ID inputs."""
-    modeled = conditions[conditions["modeled"]]
-    close = modeled["d_MG_id"].to_numpy() < CLOSE_STRATEGIES_DISTANCE
+def strategy_distance_guard(observations: xr.Dataset | pd.DataFrame) -> list[str]:
+    """Diversities where M and G nearly coincide on the ID inputs (`observations` as for
+    `interpolation_guard`)."""
+    on_id = _labelled(observations).sel(split="id")
+    modeled = on_id["modeled"].to_numpy().astype(bool)
+    close = on_id["d_MG"].to_numpy()[modeled] < CLOSE_STRATEGIES_DISTANCE
     if not close.any():
         return []
-    diversities = sorted({int(d) for d in modeled["diversity"][close]})
+    diversities = sorted({int(d) for d in on_id["diversity"].to_numpy()[modeled][close]})
     return [f"M and G nearly coincide (d(M,G) < {CLOSE_STRATEGIES_DISTANCE:g}) at D = {diversities}: "
             "the observed weight there is ill-defined and carries no information"]
 
@@ -121,10 +127,11 @@ def split_guard(in_fit: np.ndarray, modeled: np.ndarray) -> list[str]:
     return ["no held-out conditions (holdout = 0 or too few diversities/steps): held-out metrics are undefined"]
 
 
-def identification_guard(conditions: pd.DataFrame, in_fit: np.ndarray, map_result=None,
+def identification_guard(conditions: xr.Dataset | pd.DataFrame, in_fit: np.ndarray, map_result=None,
                          sd_ratios: dict[str, float] | None = None) -> tuple[bool, list[str]]:
     """(identified, messages): whether the fit can pin (α, β, γ) down at all.
 
+    `conditions` gives each condition's diversity and step (`Evidence.dataset`, or a table).
     `sd_ratios` maps a parameter to its posterior sd / prior sd (NUTS), see
     `bayesicl.inference.model`; `map_result` adds the MAP's box check.
 
@@ -134,8 +141,8 @@ def identification_guard(conditions: pd.DataFrame, in_fit: np.ndarray, map_resul
     """
     in_fit = np.asarray(in_fit, dtype=bool)
     messages = []
-    steps = np.unique(conditions.loc[in_fit, "step"])
-    diversities = np.unique(conditions.loc[in_fit, "diversity"])
+    steps = np.unique(np.asarray(conditions["step"])[in_fit])
+    diversities = np.unique(np.asarray(conditions["diversity"])[in_fit])
     if steps.size < MIN_LEVELS or diversities.size < MIN_LEVELS:
         messages.append(f"NOT IDENTIFIED: the fit sees {steps.size} modeled step(s) and {diversities.size} "
                         f"diversit{'y' if diversities.size == 1 else 'ies'} ({int(in_fit.sum())} conditions); "
@@ -148,3 +155,8 @@ def identification_guard(conditions: pd.DataFrame, in_fit: np.ndarray, map_resul
             messages.append(f"NOT IDENTIFIED: the posterior of {name} is nearly its prior (posterior sd = "
                             f"{ratio:.2f} x prior sd > {MAX_SD_RATIO}); the data do not determine it")
     return not messages, messages
+
+
+def _labelled(observations: xr.Dataset | pd.DataFrame) -> xr.Dataset:
+    # Callers that still hand over the wide table (`Evidence.conditions`) get it labelled again.
+    return observations if isinstance(observations, xr.Dataset) else labelled_table(observations)

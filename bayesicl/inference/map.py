@@ -2,7 +2,9 @@
 
 The objective is the negative log density (NumPyro's potential energy) of
 `bayesicl.inference.model.paper_objective_model` — flat priors on the unconstrained parameters plus
-the factor −J(W) — whose forward pass is the one the NUTS model uses. Steps:
+the factor −J(W) — whose forward pass is the one the NUTS model uses. An ablation
+(`FitData.variant`) is read here, where the model is run, as the parameters it pins
+(`bayesicl.rational.ablation`), which `bayesicl.inference.model.pin` holds fixed. Steps:
 
 1. multi-start from the paper's starting point of the family and seeded random starts
    (`stream(seed, "fit")`): each start is first moved to the best point of a coarse
@@ -38,7 +40,7 @@ from ..errors import BayesiclError
 from ..families import paper_start
 from ..seeds import stream
 from .data import FitData
-from .model import UNCONSTRAINED, paper_objective_model
+from .model import UNCONSTRAINED, free_parameters, paper_objective_model, pin
 from .objective import surrogate_value, taylor_value
 
 #: Random starts besides the paper's starting point.
@@ -69,14 +71,14 @@ class MapResult:
     runtime_s: float
 
 
-def free_sites(variant: str | None) -> list[str]:
-    """The unconstrained sites a variant leaves free, in (α, β, γ) order.
+def free_sites(pinned: dict[str, float]) -> list[str]:
+    """The unconstrained sites of the paper objective that the `pinned` parameters leave
+    free, in (α, β, γ) order.
 
-    >>> free_sites("alpha0")
+    >>> free_sites({"alpha": 0.0})
     ['log_beta', 'log_gamma']
     """
-    pinned = rational.FIXED.get(rational.check_variant(variant))
-    return [UNCONSTRAINED[p][0] for p in rational.PARAMETERS if pinned is None or pinned[0] != p]
+    return [UNCONSTRAINED[name][0] for name in free_parameters(pinned)]
 
 
 def to_unconstrained(params: dict[str, float], sites: list[str]) -> np.ndarray:
@@ -101,7 +103,8 @@ def fit_map(data: FitData, family: str, seed: int = 0, starts: list[dict] | None
     starting point of `family` and `random_starts` seeded random points.
     """
     clock = time.perf_counter()
-    sites = free_sites(data.variant)
+    pinned = tuple(rational.ablation(data.variant).items())       # hashable: keys the compiled code
+    sites = free_sites(dict(pinned))
     rows = data.fit_rows
     model_data = data.model_data(rows, observed=False)
     objective = data.objective
@@ -112,9 +115,9 @@ def fit_map(data: FitData, family: str, seed: int = 0, starts: list[dict] | None
     if starts is None:
         starts = [dict(zip(rational.PARAMETERS, family_start))]
         starts += _random_starts(seed, random_starts, gamma0)
-    jitted = _potential(tuple(sites), data.variant, objective.mode)
+    jitted = _potential(tuple(sites), pinned, objective.mode)
     potential = lambda u: jitted(jnp.asarray(u), model_data, objective.tables)  # noqa: E731
-    batch = _energies(tuple(sites), data.variant, objective.mode)
+    batch = _energies(tuple(sites), pinned, objective.mode)
     energies = lambda points: batch(jnp.asarray(points), model_data, objective.tables)  # noqa: E731
 
     reference = float(potential(to_unconstrained(starts[0], sites))[0])
@@ -129,12 +132,12 @@ def fit_map(data: FitData, family: str, seed: int = 0, starts: list[dict] | None
     if not finite:
         raise BayesiclError("MAP: the objective is not finite at any starting point")
     best = min(finite, key=lambda r: r["objective"])
-    u, exact, iterations, converged = _newton_polish(best["x"], model_data, sites, data.variant, objective)
+    u, exact, iterations, converged = _newton_polish(best["x"], model_data, sites, pinned, objective)
     unconstrained = dict(zip(sites, map(float, u)))
-    params = _params_from(unconstrained, data.variant)
+    params = _params_from(unconstrained, dict(pinned))
     at_bound = [s for s, value, (lo, hi) in zip(sites, u, bounds) if value <= lo + 1e-6 or value >= hi - 1e-6]
     table = [{"start": {k: float(v) for k, v in start.items()},
-              "params": _params_from(dict(zip(sites, map(float, r["x"]))), data.variant),
+              "params": _params_from(dict(zip(sites, map(float, r["x"]))), dict(pinned)),
               "surrogate_objective": r["objective"], "success": r["success"]}
              for start, r in zip(starts, results)]
     return MapResult(params=params, unconstrained=unconstrained, objective=exact,
@@ -151,61 +154,58 @@ def _random_starts(seed: int, count: int, gamma0: float) -> list[dict[str, float
             for _ in range(count)]
 
 
-def _params_from(unconstrained: dict[str, float], variant: str) -> dict[str, float]:
-    values = {}
+def _params_from(unconstrained: dict[str, float], pinned: dict[str, float]) -> dict[str, float]:
+    values = {name: float(value) for name, value in pinned.items()}
     for name in rational.PARAMETERS:
         site, transform = UNCONSTRAINED[name]
         if site in unconstrained:
             values[name] = float(transform(jnp.asarray(unconstrained[site])))
-    pinned = rational.FIXED.get(variant)
-    if pinned is not None:
-        values[pinned[0]] = float(pinned[1])
     return {name: values[name] for name in rational.PARAMETERS}
 
 
 @functools.lru_cache(maxsize=None)
-def _potential(sites: tuple[str, ...], variant: str, mode: str):
+def _potential(sites: tuple[str, ...], pinned: tuple, mode: str):
     """value_and_grad of the map-mode potential energy on the surrogate tables (jitted once
     per configuration; the data and tables are arguments, so new data of the same shapes
     reuse the compiled code)."""
     def energy(u, model_data, tables):
         params = {site: u[i] for i, site in enumerate(sites)}
-        kwargs = {"variant": variant, "objective": functools.partial(surrogate_value, mode, tables)}
-        return potential_energy(paper_objective_model, (model_data,), kwargs, params)
+        kwargs = {"objective": functools.partial(surrogate_value, mode, tables)}
+        return potential_energy(pin(paper_objective_model, dict(pinned)), (model_data,), kwargs, params)
 
     return jax.jit(jax.value_and_grad(energy))
 
 
 @functools.lru_cache(maxsize=None)
-def _energies(sites: tuple[str, ...], variant: str, mode: str):
+def _energies(sites: tuple[str, ...], pinned: tuple, mode: str):
     """The map-mode potential energy at a batch of points (P, len(sites)) (jitted, vmapped)."""
     def energy(u, model_data, tables):
         params = {site: u[i] for i, site in enumerate(sites)}
-        kwargs = {"variant": variant, "objective": functools.partial(surrogate_value, mode, tables)}
-        return potential_energy(paper_objective_model, (model_data,), kwargs, params)
+        kwargs = {"objective": functools.partial(surrogate_value, mode, tables)}
+        return potential_energy(pin(paper_objective_model, dict(pinned)), (model_data,), kwargs, params)
 
     return jax.jit(jax.vmap(energy, in_axes=(0, None, None)))
 
 
 @functools.lru_cache(maxsize=None)
-def _weights_function(sites: tuple[str, ...], variant: str):
+def _weights_function(sites: tuple[str, ...], pinned: tuple):
     """u → the model's weights W (C, S) for the fit conditions (the model's own forward pass)."""
     def weights(u, model_data):
         params = {site: u[i] for i, site in enumerate(sites)}
-        model = handlers.substitute(handlers.seed(paper_objective_model, 0), data=params)
-        return model(model_data, objective=lambda w: 0.0, variant=variant)
+        model = handlers.substitute(handlers.seed(pin(paper_objective_model, dict(pinned)), 0), data=params)
+        return model(model_data, objective=lambda w: 0.0)
 
     return jax.jit(weights)
 
 
 @functools.lru_cache(maxsize=None)
-def _newton_derivatives(sites: tuple[str, ...], variant: str):
+def _newton_derivatives(sites: tuple[str, ...], pinned: tuple):
     """(gradient, Hessian) in u of the model with the objective replaced by its second-order
     expansion around the current weights: the exact derivatives of J there."""
     def taylor_energy(u, model_data, expansion):
         params = {site: u[i] for i, site in enumerate(sites)}
-        kwargs = {"variant": variant, "objective": functools.partial(taylor_value, *expansion)}
-        return potential_energy(paper_objective_model, (model_data,), kwargs, params)
+        kwargs = {"objective": functools.partial(taylor_value, *expansion)}
+        return potential_energy(pin(paper_objective_model, dict(pinned)), (model_data,), kwargs, params)
 
     return jax.jit(lambda u, d, e: (jax.grad(taylor_energy)(u, d, e), jax.hessian(taylor_energy)(u, d, e)))
 
@@ -246,10 +246,10 @@ def _optimize(potential, x0, bounds, scale) -> dict[str, Any]:
     return {"x": np.asarray(found.x), "objective": float(found.fun) * scale, "success": bool(found.success)}
 
 
-def _newton_polish(u0, model_data, sites, variant, objective):
+def _newton_polish(u0, model_data, sites, pinned, objective):
     """Newton steps on the exact objective from u0; returns (u, exact J, iterations, converged)."""
-    derivatives = _newton_derivatives(tuple(sites), variant)
-    weights_of = _weights_function(tuple(sites), variant)
+    derivatives = _newton_derivatives(tuple(sites), pinned)
+    weights_of = _weights_function(tuple(sites), pinned)
 
     def exact_at(u):
         w = np.asarray(weights_of(jnp.asarray(u), model_data))

@@ -33,8 +33,9 @@ optionally with a log-odds offset added to the memorizing strategy's η.
     each run's observations are one multivariate normal with covariance
     diag(ε² + σ_obs²) + σ_logit² · (s_i s_j φ^|i−j|), s = ∂ρ/∂z.
 
-Variants pin a parameter (α = 0, β = 1, γ = 1); "constant_complexity" changes the data
-(K_s(D) := K_s(D_min)) and not the model.
+Neither model knows about ablations. An ablation pins parameters (α = 0, β = 1, γ = 1;
+`bayesicl.rational.ablation`) by wrapping a model in NumPyro handlers where it is run
+(`pin`); "constant_complexity" changes the data (K_s(D) := K_s(D_min)) and not the model.
 
 >>> import jax
 >>> from numpyro.infer import Predictive
@@ -61,6 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from numpyro import handlers
 from numpyro.distributions import constraints, transforms
 
 from .. import rational
@@ -74,6 +76,8 @@ UNCONSTRAINED = {"alpha": ("logit_alpha", transforms.SigmoidTransform()),
                  "gamma": ("log_gamma", transforms.ExpTransform())}
 #: The sampler's unconstrained sites (γ at the reference step instead of γ).
 SAMPLED = {"alpha": "logit_alpha", "beta": "log_beta", "gamma": "log_gamma_ref"}
+#: The sample sites each parameter is computed from, in either model: what pinning it removes.
+FEEDS = {name: tuple(dict.fromkeys((UNCONSTRAINED[name][0], SAMPLED[name]))) for name in UNCONSTRAINED}
 #: Prior families accepted per parameter (support (0, 1) for α and φ, (0, ∞) for the others).
 POSITIVE = {"LogNormal": dist.LogNormal, "HalfNormal": dist.HalfNormal, "Gamma": dist.Gamma,
             "Exponential": dist.Exponential, "HalfCauchy": dist.HalfCauchy}
@@ -256,58 +260,49 @@ def observation_scale(sigma_obs, sigma_logit, sensitivity):
 
 # -- the paper's objective ------------------------------------------------------------------------
 
-def paper_parameters(variant: str | None):
-    """α, β, γ from flat (improper) priors on logit α, log β, log γ (or pinned by the variant)."""
-    pinned = rational.FIXED.get(rational.check_variant(variant))
+def paper_parameters():
+    """α, β, γ from flat (improper) priors on logit α, log β, log γ."""
     values = []
     for name in rational.PARAMETERS:
-        if pinned is not None and pinned[0] == name:
-            values.append(numpyro.deterministic(name, jnp.asarray(pinned[1], dtype=jnp.float64)))
-            continue
         site, to_parameter = UNCONSTRAINED[name]
         value = numpyro.sample(site, dist.ImproperUniform(constraints.real, (), ()))
         values.append(numpyro.deterministic(name, to_parameter(value)))
     return tuple(values)
 
 
-def paper_objective_model(data: ModelData, objective: Callable[[Any], Any], variant: str | None = None):
+def paper_objective_model(data: ModelData, objective: Callable[[Any], Any]):
     """The paper's fit as a log density: −J(W) under flat priors; returns the weights."""
-    weights = strategy_weights(paper_parameters(variant), data)
+    weights = strategy_weights(paper_parameters(), data)
     numpyro.factor("objective", -objective(weights))
     return weights
 
 
 # -- the Bayesian model ---------------------------------------------------------------------------
 
-def sampled_parameters(priors: Mapping[str, Prior], variant: str | None, reference_step):
-    """α, β, γ with priors on logit α, log β and log γ̃ (γ̃ = γ N_ref^(1−α)), or pinned."""
-    pinned = rational.FIXED.get(rational.check_variant(variant))
-    pinned_name = pinned[0] if pinned is not None else None
+def sampled_parameters(priors: Mapping[str, Prior], reference_step, *legacy):
+    """α, β, γ with priors on logit α, log β and log γ̃ (γ̃ = γ N_ref^(1−α)).
+
+    (The older call `sampled_parameters(priors, None, reference_step)`, with a variant slot
+    that must be None, is still accepted.)"""
+    if legacy:
+        if reference_step is not None or len(legacy) != 1:
+            raise TypeError("sampled_parameters(priors, reference_step)")
+        (reference_step,) = legacy
 
     def draw(name, to_parameter, prior_name):
         prior = dist.TransformedDistribution(prior_distribution(priors, prior_name), to_parameter.inv)
         return to_parameter(numpyro.sample(SAMPLED[name], prior))
 
-    if pinned_name == "alpha":
-        alpha = numpyro.deterministic("alpha", jnp.asarray(pinned[1], dtype=jnp.float64))
-    else:
-        alpha = numpyro.deterministic("alpha", draw("alpha", transforms.SigmoidTransform(), "alpha"))
-    if pinned_name == "beta":
-        beta = numpyro.deterministic("beta", jnp.asarray(pinned[1], dtype=jnp.float64))
-    else:
-        beta = numpyro.deterministic("beta", draw("beta", transforms.ExpTransform(), "beta"))
-    if pinned_name == "gamma":
-        gamma = numpyro.deterministic("gamma", jnp.asarray(pinned[1], dtype=jnp.float64))
-    else:
-        gamma_ref = draw("gamma", transforms.ExpTransform(), "gamma_ref")
-        gamma = numpyro.deterministic("gamma", gamma_ref * jnp.power(reference_step, alpha - 1.0))
+    alpha = numpyro.deterministic("alpha", draw("alpha", transforms.SigmoidTransform(), "alpha"))
+    beta = numpyro.deterministic("beta", draw("beta", transforms.ExpTransform(), "beta"))
+    gamma_ref = draw("gamma", transforms.ExpTransform(), "gamma_ref")
+    gamma = numpyro.deterministic("gamma", gamma_ref * jnp.power(reference_step, alpha - 1.0))
     return alpha, beta, gamma
 
 
-def nuts_model(data: ModelData, priors: Mapping[str, Prior], variant: str | None = None,
-               effects: str = "run+trend"):
+def nuts_model(data: ModelData, priors: Mapping[str, Prior], effects: str = "run+trend"):
     """The Bayesian rational strategy model; see the module docstring. Returns the weights."""
-    params = sampled_parameters(priors, variant, data.reference_step)
+    params = sampled_parameters(priors, data.reference_step)
     sigma_obs, sigma_logit = (numpyro.sample(name, prior_distribution(priors, name)) for name in NOISE_SITES)
     offset = None
     if effects != "none":
@@ -318,6 +313,43 @@ def nuts_model(data: ModelData, priors: Mapping[str, Prior], variant: str | None
         corr = numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
     observation_likelihood(data, weights, sigma_obs, sigma_logit, corr)
     return weights
+
+
+# -- ablations ------------------------------------------------------------------------------------
+
+def pin(model: Callable, pinned: Mapping[str, float]) -> Callable:
+    """`model` with the parameters in `pinned` ({"alpha": 0.0} …) held at their values: the
+    ablations of `bayesicl.rational.ablation`, as NumPyro handlers.
+
+    `substitute` sets each pinned deterministic site (α, β or γ), so everything downstream
+    (the weights; γ from γ̃ and α) sees the pinned value; the sample sites the parameter was
+    computed from (`FEEDS`) get a placeholder value and are hidden by `block`, so they leave
+    the joint density and the sampler's coordinates — the model's density is that of a model
+    with the parameter a constant. An empty `pinned` returns `model` itself.
+
+    >>> free = {"logit_alpha": 0.0, "log_gamma": 0.0}
+    >>> trace = handlers.trace(handlers.substitute(pin(paper_parameters, {"beta": 1.0}), free)).get_trace()
+    >>> [name for name, site in trace.items() if site["type"] == "sample"], float(trace["beta"]["value"])
+    (['logit_alpha', 'log_gamma'], 1.0)
+    """
+    if not pinned:
+        return model
+    unknown = sorted(set(pinned) - set(FEEDS))
+    if unknown:
+        raise BayesiclError(f"cannot pin {unknown}; the pinnable parameters are {list(FEEDS)}")
+    hidden = [site for name in pinned for site in FEEDS[name]]
+    values = {name: jnp.asarray(value, dtype=jnp.float64) for name, value in pinned.items()}
+    placeholders = {site: jnp.zeros((), dtype=jnp.float64) for site in hidden}
+    return handlers.block(handlers.substitute(model, data={**values, **placeholders}), hide=hidden)
+
+
+def free_parameters(pinned: Mapping[str, float]) -> list[str]:
+    """The parameters (α, β, γ order) that `pinned` leaves free.
+
+    >>> free_parameters({"alpha": 0.0})
+    ['beta', 'gamma']
+    """
+    return [name for name in rational.PARAMETERS if name not in pinned]
 
 
 def observation_likelihood(data: ModelData, weights, sigma_obs, sigma_logit, corr=None) -> None:

@@ -1,5 +1,6 @@
 """NUTS fit: the posterior of (α, β, γ), the noise scales and the run effects under
-`bayesicl.inference.model.nuts_model`.
+`bayesicl.inference.model.nuts_model` (with the parameters an ablation pins held fixed by
+`bayesicl.inference.model.pin`).
 
 Chains start at the MAP estimate (the optimum of `bayesicl.inference.map`) jittered by 0.1 in the
 unconstrained space, with the noise scales set from the root-mean-square residual of the
@@ -34,6 +35,7 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
+from .. import rational
 from ..cache_folder import cache_dir
 from ..errors import BayesiclError
 from ..families import family_spec
@@ -42,8 +44,8 @@ from .data import FitData
 from . import model as model_module
 from .chains import map_chains, place_chains
 from .map import MapResult, free_sites, to_unconstrained
-from .model import (NOISE_SITES, SAMPLED, expected_observation, model_weights, nuts_model,
-                    observation_scale, strategy_weights)
+from .model import (NOISE_SITES, SAMPLED, expected_observation, free_parameters, model_weights, nuts_model,
+                    observation_scale, pin, strategy_weights)
 
 #: Scalar sites reported per draw besides α, β, γ, per effects setting.
 EFFECT_SITES = {"none": (), "run": ("sigma_run",), "run+trend": ("sigma_run", "trend_corr")}
@@ -104,11 +106,12 @@ def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, 
         raise BayesiclError(f"NUTS needs at least 3 fit conditions with a finite observed weight, "
                             f"got {rows.size}")
     model_data = data.model_data(rows)
-    init = _initial_values(data, model_data, map_result, seed, num_chains, effects)
+    pinned = tuple(rational.ablation(data.variant).items())       # hashable: keys the compiled program
+    init = _initial_values(data, model_data, map_result, seed, num_chains, effects, dict(pinned))
     enable_compilation_cache()
     prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
     target_accept = family_target_accept(data.evidence.task)
-    sampler = _sampler(prior_key, data.variant, effects, int(num_chains), int(num_samples), int(num_warmup),
+    sampler = _sampler(prior_key, pinned, effects, int(num_chains), int(num_samples), int(num_warmup),
                        chain_method, bool(progress), float(target_accept))
     keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 2), "fit").integers(2**31))), num_chains)
     with _progress_bar(progress, num_chains * (num_warmup + num_samples) if chain_method == "sequential"
@@ -124,15 +127,14 @@ def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, 
     if effects != "none":
         effect = np.asarray(out["sites"]["run_effect"], dtype=np.float64)
         draws["run_effect"] = effect.reshape(-1, effect.shape[-1])
-    return NutsResult(draws=draws, idata=idata, diagnostics=diagnostics(idata, data.variant, effects),
+    return NutsResult(draws=draws, idata=idata, diagnostics=diagnostics(idata, dict(pinned), effects),
                       runtime_s=time.perf_counter() - clock, effects=effects, runs=runs)
 
 
-def diagnostics(idata, variant: str, effects: str = "none") -> dict[str, Any]:
-    """r̂ (max), bulk ESS (min) over the free parameters, noise scales and run effects, and
-    the number of divergent transitions."""
-    pinned = {"logit_alpha": "alpha", "log_beta": "beta", "log_gamma": "gamma"}
-    names = [pinned[s] for s in free_sites(variant)] + list(NOISE_SITES) + list(EFFECT_SITES[effects])
+def diagnostics(idata, pinned: dict[str, float], effects: str = "none") -> dict[str, Any]:
+    """r̂ (max), bulk ESS (min) over the free parameters (those not `pinned`), noise scales
+    and run effects, and the number of divergent transitions."""
+    names = free_parameters(pinned) + list(NOISE_SITES) + list(EFFECT_SITES[effects])
     if effects != "none":
         names.append("run_effect")
     rhat = az.rhat(idata, var_names=names)
@@ -152,14 +154,14 @@ def enable_compilation_cache() -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _sampler(prior_key, variant: str, effects: str, num_chains: int, num_samples: int, num_warmup: int,
+def _sampler(prior_key, pinned: tuple, effects: str, num_chains: int, num_samples: int, num_warmup: int,
              chain_method: str, progress: bool, target_accept: float = TARGET_ACCEPT):
     """The jitted program (keys (chains,), initial values, data) → draws and statistics.
 
     With `progress`, the loop reports to a progress bar through a host callback; JAX does
     not cache programs with callbacks on disk, so the library default is without."""
     priors = {name: (kind, args) for name, kind, args in prior_key}
-    model = functools.partial(nuts_model, priors=priors, variant=variant, effects=effects)
+    model = pin(functools.partial(nuts_model, priors=priors, effects=effects), dict(pinned))
     init_kernel, sample_kernel = hmc(
         potential_fn_gen=lambda data: (lambda z: potential_energy(model, (data,), {}, z)), algo="NUTS")
 
@@ -226,8 +228,8 @@ def _inference_data(out: dict, data: FitData, rows: np.ndarray, model_data, runs
 
 
 def _initial_values(data: FitData, model_data, map_result: MapResult, seed: int,
-                    num_chains: int, effects: str = "none") -> dict[str, jax.Array]:
-    sites = free_sites(data.variant)
+                    num_chains: int, effects: str = "none", pinned=None) -> dict[str, jax.Array]:
+    sites = free_sites(pinned or {})
     center = to_unconstrained(map_result.params, sites)
     weights = model_weights(tuple(map_result.params[k] for k in ("alpha", "beta", "gamma")), model_data)
     residual = np.asarray(model_data.observed) - np.asarray(expected_observation(model_data, weights)[0])

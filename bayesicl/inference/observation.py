@@ -61,7 +61,7 @@ def relative_distance_curves(evidence, nodes: int = NODES) -> RelativeDistanceCu
     >>> ev = evidence_from_arrays(task, ("memorizing", "generalizing"), t, s, diversity=[4],
     ...     step=[10], loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
     >>> curves = relative_distance_curves(ev)
-    >>> bool(np.isclose(float(curves(0, 0, 0.3)), ev.conditions["r_id"][0], atol=1e-5))
+    >>> bool(np.isclose(float(curves(0, 0, 0.3)), ev.sel(split="id")["r"][0], atol=1e-5))
     True
     """
     grid = chebyshev_nodes(nodes)

@@ -23,26 +23,22 @@ from . import guards as guard
 from ..seeds import stream
 from .cut import OodStage, fit_ood_stage
 from .data import FitData, fit_data
-from .map import RANDOM_STARTS, MapResult, fit_map
-from .model import check_effects, prior_sd, resolve_priors, sampler_coordinates
+from .map import MapResult, fit_map
+from .model import check_effects, free_parameters, prior_sd, resolve_priors, sampler_coordinates
 from .chains import chain_devices
-from .nuts import CHAIN_METHOD, NutsResult, fit_nuts
+from .nuts import NutsResult, fit_nuts
+from .options import FitOptions, fit_options, signature_with_options
 from .predict import (HIGH, INTERVAL, LOW, condition_on_runs, log_predictive_density, observation_moments,
                       observed_weight_draws, run_offsets, transition_table, weights_for)
 from .result import FitResult, json_number, param_summary
 from .split import describe_split, fit_split
 
-METHODS = ("map", "nuts")
-
-
-def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float = 0.2,
-        variant: str | None = None, priors: Mapping | None = None,
-        complexity_override: Mapping | None = None, seed: int = 0, num_chains: int = 4,
-        num_samples: int = 1000, num_warmup: int = 1000, *, cutoff="paper",
-        loss_sequences: int | None = None, chain_method: str = CHAIN_METHOD,
-        random_starts: int = RANDOM_STARTS, progress: bool = False, effects: str | None = None,
-        paper_compatible: bool | None = None) -> FitResult:
+def fit(evidence_or_runs, options: FitOptions | None = None, /, **changes: Any) -> FitResult:
     """Fit (α, β, γ) of the rational strategy model (docs/model.md#map, docs/model.md#nuts) and report.
+
+    The options are one `FitOptions` (`bayesicl.inference.options`, recorded in fit.json as
+    ``info.options``), given as `options`, as keywords (``fit(runs, method="map", seed=1)``)
+    or both (the keywords change `options`); the signature lists every option with its default.
 
     `evidence_or_runs` is a `bayesicl.evidence.Evidence` or what `build_evidence` takes (a
     runs folder or a list of runs; then `strategies`, `cutoff` and `loss_sequences` go to
@@ -77,21 +73,21 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     (0.6, 0.2)
     """
     clock = time.perf_counter()
-    if method not in METHODS:
-        raise BayesiclError(f"unknown fit method {method!r}; expected one of {METHODS}")
-    evidence = _as_evidence(evidence_or_runs, strategies, cutoff, loss_sequences, progress, paper_compatible)
+    options = fit_options(options, changes)
+    method, seed, holdout, variant = options.method, options.seed, options.holdout, options.variant
+    evidence = _as_evidence(evidence_or_runs, options.strategies, options.cutoff, options.loss_sequences,
+                            options.progress, options.paper_compatible)
     family = evidence.task.family
-    variant = rational.check_variant(variant)
-    effects = check_effects(effects, len(evidence.strategies))
+    effects = check_effects(options.effects, len(evidence.strategies))
     in_fit = fit_split(evidence.conditions, holdout)
-    data = fit_data(evidence, in_fit, variant, complexity_override)
-    priors = resolve_priors(family, priors, data.reference_step)
-    map_result = fit_map(data, family, seed=seed, random_starts=random_starts)
+    data = fit_data(evidence, in_fit, variant, options.complexity_override)
+    priors = resolve_priors(family, options.priors, data.reference_step)
+    map_result = fit_map(data, family, seed=seed, random_starts=options.random_starts)
     nuts, stage = None, None
     if method == "nuts":
-        nuts = fit_nuts(data, priors, map_result, seed=seed, num_chains=num_chains,
-                        num_samples=num_samples, num_warmup=num_warmup, chain_method=chain_method,
-                        progress=progress, effects=effects)
+        nuts = fit_nuts(data, priors, map_result, seed=seed, num_chains=options.num_chains,
+                        num_samples=options.num_samples, num_warmup=options.num_warmup,
+                        chain_method=options.chain_method, progress=options.progress, effects=effects)
         stage = fit_ood_stage(data, nuts.draws, nuts.runs, priors, effects, seed=seed)
     draws = nuts.draws if nuts is not None else None
     params = ({k: float(draws[k].mean()) for k in rational.PARAMETERS} if draws is not None
@@ -108,7 +104,7 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
     last_step = evidence.conditions.groupby("diversity")["step"].max().to_dict()
     transitions = transition_table(params, data.loss, data.complexity, draws, last_step=last_step)
     modeled = evidence.conditions["modeled"].to_numpy(dtype=bool)
-    sd_ratios = _sd_ratios(draws, priors, data.reference_step, variant) if draws is not None else None
+    sd_ratios = _sd_ratios(draws, priors, data.reference_step, rational.ablation(variant)) if draws is not None else None
     identified, unidentified = guard.identification_guard(evidence.conditions, in_fit, map_result, sd_ratios)
     warnings = (unidentified + guard.interpolation_guard(evidence.conditions)
                 + guard.strategy_distance_guard(evidence.conditions)
@@ -116,8 +112,10 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
                 + guard.sampler_guard(nuts.diagnostics if nuts else None)
                 + guard.optimizer_guard(map_result) + guard.split_guard(in_fit, modeled)
                 + _ood_stage_guard(stage))
-    info = _info(evidence, data, map_result, priors, seed, holdout, complexity_override,
-                 loss_sequences, method, num_chains, num_samples, num_warmup, chain_method, effects)
+    info = {"options": options.to_dict(),
+            **_info(evidence, data, map_result, priors, seed, holdout, options.complexity_override,
+                    options.loss_sequences, method, options.num_chains, options.num_samples, options.num_warmup,
+                    options.chain_method, effects)}
     diagnostics = (dict(nuts.diagnostics, ood_stage_divergences=stage.divergences if stage else None)
                    if nuts is not None else {"r_hat_max": None, "ess_bulk_min": None, "divergences": None})
     report = {
@@ -154,6 +152,9 @@ def fit(evidence_or_runs, method: str = "nuts", strategies=None, holdout: float 
                      params=params, conditions=table, idata=idata, loss=data.loss,
                      complexity=data.complexity, draws=draws, report=report, info=info,
                      evidence_conditions=evidence.conditions.copy())
+
+
+fit.__signature__ = signature_with_options(fit)      # help(fit) and inspect list every option
 
 
 def _as_evidence(source, strategies, cutoff, loss_sequences, progress, paper_compatible=None):
@@ -226,8 +227,8 @@ def _condition_table(data: FitData, params: dict, draws: dict | None, predictive
         table.insert(5, "split", split)
         table.insert(6, "subset", subset)
         table["in_fit"] = data.in_fit
-        observed = f"observed_{strategies[0]}_{split}" if many else f"observed_weight_{split}"
-        table["observed_weight"] = evidence.conditions[observed].to_numpy()
+        observed = evidence.dataset.sel(split=split)
+        table["observed_weight"] = evidence.observed_m_weight(split).to_numpy()
         table["predicted_weight"] = mean[:, 0]
         expected[split] = _expected_observed_weight(data, w[:, :, 0], k, many)
         table["expected_observed_weight"] = expected[split]
@@ -240,11 +241,11 @@ def _condition_table(data: FitData, params: dict, draws: dict | None, predictive
             for column in ("weight_low", "weight_high", "observed_low", "observed_high", "log_predictive_density"):
                 table[column] = np.nan
         for column in ("r", "d_MG", "interpolation_distance"):
-            table[column] = evidence.conditions[f"{column}_{split}"].to_numpy()
+            table[column] = observed[column].to_numpy()
         for s, name in enumerate(strategies):
             table[f"predicted_{name}"] = mean[:, s]
             if many:
-                table[f"observed_{name}"] = evidence.conditions[f"observed_{name}_{split}"].to_numpy()
+                table[f"observed_{name}"] = observed["convex_weight"].sel(strategy=name).to_numpy()
         frames.append(table)
     return pd.concat(frames, ignore_index=True), mean, expected
 
@@ -347,13 +348,11 @@ def _effects_summary(evidence, nuts: NutsResult | None, stage: OodStage | None, 
     return out
 
 
-def _sd_ratios(draws: dict, priors: dict, reference_step: float, variant: str) -> dict[str, float]:
-    """Posterior sd / prior sd of each free parameter in the sampler's coordinates."""
-    pinned = rational.FIXED.get(variant)
+def _sd_ratios(draws: dict, priors: dict, reference_step: float, pinned: Mapping[str, float]) -> dict[str, float]:
+    """Posterior sd / prior sd of each parameter not `pinned`, in the sampler's coordinates."""
     posterior = sampler_coordinates(draws, reference_step)
     prior = prior_sd(priors)
-    return {name: float(np.std(np.asarray(posterior[name]))) / prior[name]
-            for name in rational.PARAMETERS if pinned is None or pinned[0] != name}
+    return {name: float(np.std(np.asarray(posterior[name]))) / prior[name] for name in free_parameters(pinned)}
 
 
 def _ood_stage_guard(stage: OodStage | None) -> list[str]:

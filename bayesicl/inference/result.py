@@ -30,6 +30,7 @@ from ..tasks import from_settings
 from .data import _override_items, override_lookup
 from .folder import MAX_STAGE_DRAWS, MAX_TEXT_BYTES, digests, inference_data_bytes, read_checked, read_posterior, replaced_folder
 from .model import NOISE_SITES
+from .options import FitOptions
 from .population_io import is_population_folder
 from .population_load import load_population
 from .predict import HIGH, LOW, transition_table, weights_for
@@ -75,6 +76,22 @@ class FitResult:
         """The content of summary.json (docs/model.md#fit-outputs keys, plus transition_steps and guards;
         for NUTS also interval_level, identified, coverage, elpd and effects — see `bayesicl.inference.fit`)."""
         return json.loads(json.dumps(self.report))
+
+    @property
+    def options(self) -> FitOptions:
+        """The `FitOptions` of the fit (fit.json ``info.options``). A folder written before
+        the options were recorded gives those its info holds (method, variant, seed, holdout,
+        K overrides, the sampler's settings; its resolved priors as overrides) and defaults."""
+        if isinstance(self.info.get("options"), dict):
+            return FitOptions.from_dict(self.info["options"])
+        sampler = self.info.get("sampler") or {}
+        known = {"method": self.method, "variant": self.variant, "seed": self.info.get("seed"),
+                 "holdout": self.info.get("holdout"), "complexity_override": self.info.get("complexity_override"),
+                 "loss_sequences": self.info.get("loss_sequences"),
+                 "priors": {k: (kind, tuple(args)) for k, (kind, args) in (self.info.get("priors") or {}).items()},
+                 **{k: sampler.get(k) for k in ("num_chains", "num_samples", "num_warmup", "chain_method", "effects")},
+                 "strategies": self.strategies}
+        return FitOptions().replace(**{k: v for k, v in known.items() if v is not None})
 
     @property
     def guards(self) -> list[str]:
@@ -272,7 +289,7 @@ def _load_fit(folder: Path) -> FitResult:
     report, conditions = upgrade_names(report, conditions)
     override = info.get("complexity_override")
     if override:
-        info["complexity_override"] = {(k, int(d)): float(v) for k, d, v in override}
+        info["complexity_override"] = {(k if d is None else (k, int(d))): float(v) for k, d, v in override}
     return FitResult(task=task, settings=meta["settings"],
                      strategies=strategies, method=meta["method"], variant=meta["variant"],
                      cutoff_step=int(cutoff), params=params,

@@ -9,7 +9,7 @@ Names are loaded on first use, so that `bayesicl.transformers.cli` (which the co
 imports to build its parser) does not import torch.
 
 >>> from bayesicl.transformers import load_recipe
->>> load_recipe("urns").mlp_width
+>>> load_recipe("urns").model.mlp_width
 256
 """
 
@@ -19,7 +19,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ModelConfig": "model", "Transformer": "model", "init_parameters": "model",
+    "ModelConfig": "config", "Transformer": "model", "init_parameters": "model",
     "inputs_from_batch": "model", "targets_from_batch": "model",
     "Recipe": "presets", "load_recipe": "presets",
     "checkpoint_steps": "train", "load_model": "train", "train_run": "train", "train_runs": "train",

@@ -98,7 +98,7 @@ class TrainingRun:
         return bool(self.writer.meta.get("complete"))
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig.for_task(self.task, **self.recipe.architecture())
+        return self.recipe.model
 
     def log(self, step: int, outputs: Mapping[str, np.ndarray], losses: Sequence[torch.Tensor],
             background: BackgroundWriter | None = None) -> None:

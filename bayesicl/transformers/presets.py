@@ -1,7 +1,9 @@
 """Training recipes: YAML presets in `models/`, checked against a schema, with overrides.
 
 A preset is a flat YAML mapping of the fields of `Recipe` (task, architecture, optimizer,
-schedule, checkpoints, evaluation). `load_recipe` finds a preset by name (in
+schedule, checkpoints, evaluation); the task and architecture keys (`MODEL_KEYS`) become the
+recipe's `ModelConfig`, and `Recipe.to_dict` writes the same flat mapping back (a run's
+config). `load_recipe` finds a preset by name (in
 $BAYESICL_MODELS, then the repository's `models/` folder) or by path, applies `key=value`
 overrides and validates every field; a problem is a one-line `BayesiclError` naming the file
 and the field. This module does not import torch.
@@ -9,6 +11,8 @@ and the field. This module does not import torch.
 >>> recipe = load_recipe("urns-small", overrides=["steps=300", "learning_rate=2e-3"])
 >>> recipe.steps, recipe.learning_rate, recipe.run_name(diversity=64)
 (300, 0.002, 'urns-d8-T64-D0064-w256-s0')
+>>> recipe.model.width, recipe.model.mlp_width
+(64, 256)
 >>> load_recipe("urns-small", overrides=["lr=1"])
 Traceback (most recent call last):
 ...
@@ -27,7 +31,8 @@ from typing import Any
 import yaml
 
 from ..errors import BayesiclError
-from ..families import FAMILIES, family_spec
+from ..families import family_spec
+from .config import ModelConfig
 
 SCHEDULES = ("constant", "inverse_sqrt")
 OUTPUT_DTYPES = ("float32", "float16")
@@ -39,18 +44,11 @@ class Recipe:
 
     The learning rate at optimizer step n (1-based) is `learning_rate · min(1, n / warmup)`
     for the "constant" schedule and `learning_rate · min(n / warmup, √(warmup / n))` for
-    "inverse_sqrt" (with warmup 0: `learning_rate / √n`).
+    "inverse_sqrt" (with warmup 0: `learning_rate / √n`). The task family and the
+    architecture are the `model` (a flat mapping spells them `task`, `num_dims`, … `mlp_width`).
     """
 
-    task: str
-    num_dims: int
-    context_length: int
-    num_labels: int = 2
-    # architecture
-    num_layers: int = 1
-    num_heads: int = 1
-    width: int = 64
-    mlp_width: int = 256
+    model: ModelConfig
     # optimization
     batch_size: int = 64
     steps: int = 100_000
@@ -74,12 +72,11 @@ class Recipe:
 
     def __post_init__(self) -> None:
         where = f"recipe {self.name!r}" if self.name else "recipe"
-        _check_choice(where, "task", self.task,
-                      [name for name, spec in FAMILIES.items() if spec.transformer is not None])
+        if not isinstance(self.model, ModelConfig):
+            raise BayesiclError(f"{where}: model must be a ModelConfig, got {type(self.model).__name__}")
         _check_choice(where, "schedule", self.schedule, SCHEDULES)
         _check_choice(where, "output_dtype", self.output_dtype, OUTPUT_DTYPES)
-        for field in ("num_dims", "context_length", "num_labels", "num_layers", "num_heads", "width",
-                      "mlp_width", "batch_size", "steps", "checkpoints", "first_checkpoint", "eval_sequences"):
+        for field in ("batch_size", "steps", "checkpoints", "first_checkpoint", "eval_sequences"):
             if getattr(self, field) < 1:
                 raise BayesiclError(f"{where}: {field} must be ≥ 1, got {getattr(self, field)!r}")
         for field in ("warmup_steps", "seed"):
@@ -87,8 +84,6 @@ class Recipe:
                 raise BayesiclError(f"{where}: {field} must be ≥ 0, got {getattr(self, field)!r}")
         if not self.learning_rate > 0 or not self.grad_clip > 0 or self.weight_decay < 0:
             raise BayesiclError(f"{where}: learning_rate and grad_clip must be > 0, weight_decay ≥ 0")
-        if self.width % self.num_heads:
-            raise BayesiclError(f"{where}: width {self.width} is not divisible by num_heads {self.num_heads}")
         if self.zipf is not None and self.zipf < 0:
             raise BayesiclError(f"{where}: zipf must be ≥ 0 or null, got {self.zipf!r}")
         if self.data_workers is not None and (isinstance(self.data_workers, bool) or self.data_workers < 0):
@@ -97,21 +92,25 @@ class Recipe:
             raise BayesiclError(f"{where}: device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 
     # -- derived -------------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        """The task family the recipe trains on (the model's `family`)."""
+        return self.model.family
+
     def task_params(self) -> dict[str, Any]:
         """Keyword arguments of `bayesicl.task(self.task, ...)`."""
-        params = {"num_dims": self.num_dims, "context_length": self.context_length}
+        params = {"num_dims": self.model.num_dims, "context_length": self.model.context_length}
         if "num_labels" in {field.name for field in dataclasses.fields(family_spec(self.task).task)}:
-            params["num_labels"] = self.num_labels
+            params["num_labels"] = self.model.num_labels
         return params
 
-    def architecture(self) -> dict[str, int]:
-        """Keyword arguments of `ModelConfig.for_task` besides the task."""
-        return {"num_layers": self.num_layers, "num_heads": self.num_heads, "width": self.width,
-                "mlp_width": self.mlp_width}
-
     def to_dict(self) -> dict[str, Any]:
-        """The recipe as a JSON-able dict (stored as a run's config)."""
-        return dataclasses.asdict(self)
+        """The recipe as the flat JSON-able dict of a preset (stored as a run's config): the
+        model's fields under their `MODEL_KEYS` names first, then the recipe's own."""
+        model = dataclasses.asdict(self.model)
+        flat = {key: model[name] for key, name in MODEL_KEYS.items()}
+        flat.update((f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "model")
+        return flat
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some fields changed (validated like `--set`)."""
@@ -119,8 +118,9 @@ class Recipe:
 
     def run_name(self, diversity: int) -> str:
         """Folder name of the run at diversity D, e.g. 'urns-d8-T64-D0064-w256-s0'."""
-        return (f"{self.task}-d{self.num_dims}-T{self.context_length}-D{int(diversity):04d}"
-                f"-w{self.mlp_width}-s{self.seed}")
+        model = self.model
+        return (f"{self.task}-d{model.num_dims}-T{model.context_length}-D{int(diversity):04d}"
+                f"-w{model.mlp_width}-s{self.seed}")
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of the update that produces step `step` (1-based)."""
@@ -130,8 +130,13 @@ class Recipe:
         return self.learning_rate * warm
 
 
-FIELDS: dict[str, Any] = {f.name: f for f in dataclasses.fields(Recipe)}
-_HINTS = typing.get_type_hints(Recipe)
+#: The flat keys of the model's fields (a preset says `task` for the model's `family`).
+MODEL_KEYS = {("task" if f.name == "family" else f.name): f.name for f in dataclasses.fields(ModelConfig)}
+#: The flat schema of a preset: the model's keys, then the recipe's own fields.
+FIELDS: dict[str, Any] = {**{key: f for key, f in zip(MODEL_KEYS, dataclasses.fields(ModelConfig))},
+                          **{f.name: f for f in dataclasses.fields(Recipe) if f.name != "model"}}
+_HINTS = {**{key: hint for key, hint in zip(MODEL_KEYS, typing.get_type_hints(ModelConfig).values())},
+          **{k: v for k, v in typing.get_type_hints(Recipe).items() if k != "model"}}
 
 
 def models_dirs() -> list[Path]:
@@ -209,8 +214,9 @@ def recipe_from_mapping(data: Mapping[str, Any], where: str) -> Recipe:
     if missing:
         raise BayesiclError(f"{where}: missing required field {missing[0]!r}")
     values = {key: _coerce(where, key, value) for key, value in data.items()}
+    model = {MODEL_KEYS[key]: values.pop(key) for key in list(values) if key in MODEL_KEYS}
     try:
-        return Recipe(**values)
+        return Recipe(model=ModelConfig(**model), **values)
     except BayesiclError as error:
         raise BayesiclError(f"{where}: {error}") from None
 

@@ -58,7 +58,7 @@ class Job:
     @property
     def group(self) -> tuple[int, int, int]:
         """Jobs of one (MLP width, T, seed) group can train as one ensemble."""
-        return (self.recipe.mlp_width, self.recipe.context_length, self.recipe.seed)
+        return (self.recipe.model.mlp_width, self.recipe.model.context_length, self.recipe.seed)
 
 
 def read_sweep_config(config: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
@@ -104,8 +104,8 @@ def sweep_jobs(config: str | os.PathLike | Mapping[str, Any]) -> list[Job]:
     base = load_recipe(data["preset"], data.get("set", {}))
     jobs = []
     for seed, length, width in itertools.product(data.get("seeds", [base.seed]),
-                                                 data.get("context_lengths", [base.context_length]),
-                                                 data.get("mlp_widths", [base.mlp_width])):
+                                                 data.get("context_lengths", [base.model.context_length]),
+                                                 data.get("mlp_widths", [base.model.mlp_width])):
         try:
             recipe = base.replace(seed=seed, context_length=length, mlp_width=width)
         except BayesiclError as error:
@@ -171,7 +171,7 @@ def _run_on_ray(units: list[list[Job]], out: Path, *, address: str | None, num_c
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         remote = ray.remote(num_cpus=1)(_ray_job)
-        pending = [remote.remote([(dataclasses.asdict(j.recipe), j.diversity) for j in unit], str(out))
+        pending = [remote.remote([(j.recipe.to_dict(), j.diversity) for j in unit], str(out))
                    for unit in units]
         with tqdm(total=len(pending), disable=not progress, unit="job", desc="sweep") as bar:
             while pending:

@@ -1,7 +1,8 @@
 """`bayesicl fit RUNS [--out FIT]`: build the evidence, fit, draw the figures, write report.html.
 
-Warnings of the fit-quality guards are printed to stderr, each on its own line starting with
-"WARNING:", after the headline numbers.
+The command line's fit flags become one `FitOptions` (`fit_options`), the object `bayesicl.fit`
+takes and the fit folder records. Warnings of the fit-quality guards are printed to stderr,
+each on its own line starting with "WARNING:", after the headline numbers.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import Any
+
 from .. import plot, report
 from ..errors import BayesiclError
 from ..evidence import build_evidence
+from ..inference import fit
+from ..inference.folder import check_out_folder
+from ..inference.options import FitOptions, fit_options as with_changes
 from ..report.text import format_report
-from .folder import check_out_folder
-from .pipeline import fit
-from .population_command import parse_covariates, run_population_fit, scan_configurations
+from .population import parse_covariates, run_population_fit, scan_configurations
 
 
 def parse_complexity_overrides(items: Sequence[str]) -> dict[tuple[str, int], float] | dict:
@@ -69,49 +73,59 @@ def default_out(runs) -> Path:
     return folder.with_name(folder.name + "-fit")
 
 
-def run_fit_command(runs, out=None, method: str = "nuts", strategies=None,
-                    holdout: float = 0.2, k_override: dict | None = None, prior_override: dict | None = None,
-                    all_steps: bool = False, seed: int = 0, cutoff_step: int | None = None,
-                    variant: str | None = None, num_chains: int = 4, num_samples: int = 1000,
-                    num_warmup: int = 1000, echo=print, warn=None, note=None, effects: str | None = None,
-                    paper_compatible: bool = False, pool: str | None = None, covariates=None):
+def fit_options(args: argparse.Namespace) -> FitOptions:
+    """The `FitOptions` of `bayesicl fit`'s flags (as `bayesicl.cli` parses them): --set-k,
+    --prior, --all-steps/--cutoff-step, --chains/--draws/--warmup and the flags named like
+    the options."""
+    if args.cutoff_step is not None and args.cutoff_step < 0:
+        raise BayesiclError(f"--cutoff-step {args.cutoff_step}: must be an integer ≥ 0")
+    return FitOptions(method=args.method, strategies=args.strategies, holdout=args.holdout,
+                      variant=args.variant, priors=parse_prior_overrides(args.prior),
+                      complexity_override=parse_complexity_overrides(args.set_k), seed=args.seed,
+                      num_chains=args.chains, num_samples=args.draws, num_warmup=args.warmup,
+                      cutoff="all" if args.all_steps else ("paper" if args.cutoff_step is None else args.cutoff_step),
+                      effects=args.effects, paper_compatible=bool(args.paper_compatible))
+
+
+def run_fit_command(runs, out=None, options: FitOptions | None = None, *, pool: str | None = None,
+                    covariates=None, echo=print, warn=None, note=None, **changes: Any):
     """Build evidence from `runs`, fit, save into `out` (default `default_out`), draw the
     figures and write report.html; return the fit.
 
-    `echo` gets the headline numbers, `warn` the guards' warnings (stderr by default), `note`
-    one line as each stage starts (stdout by default; the progress bars of the evidence and
-    of NUTS go to stderr, which an error leaves as one line). `paper_compatible` measures K
-    in the paper's convention (`build_evidence(complexity_convention="paper")`). A runs
-    folder holding several configurations (runs that differ in more than diversity and seed)
-    is fitted by `bayesicl.inference.population.fit_population` with `pool` (default "partial") and
+    `options` (a `FitOptions`, changed by the keyword `changes`) are the fit's; the command
+    shows progress bars (evidence always, the sampler with NUTS) whatever `options.progress`
+    says. `echo` gets the headline numbers, `warn` the guards' warnings (stderr by default),
+    `note` one line as each stage starts (stdout by default; the progress bars go to stderr,
+    which an error leaves as one line). A runs folder holding several configurations (runs
+    that differ in more than diversity and seed) is fitted by
+    `bayesicl.inference.population.fit_population` with `pool` (default "partial") and
     `covariates`; one configuration takes the single-fit path (`pool` "none" or None).
     """
+    options = with_changes(options, changes)
     warn = warn or (lambda line: print(line, file=sys.stderr))
     note = note or (lambda line: print(line, flush=True))
     clock = time.perf_counter()
     out = Path(out) if out is not None else default_out(runs)
     check_out_folder(out, runs)     # before the fit: a bad --out must not cost a whole fit
-    if cutoff_step is not None and (isinstance(cutoff_step, bool) or int(cutoff_step) < 0):
-        raise BayesiclError(f"--cutoff-step {cutoff_step}: must be an integer ≥ 0")
-    cutoff = "all" if all_steps else ("paper" if cutoff_step is None else int(cutoff_step))
     count, varying = scan_configurations(runs)
     if count > 1:
-        if k_override or variant or paper_compatible:
+        if options.complexity_override or options.variant != "full" or options.paper_compatible:
             raise BayesiclError("--set-k, --variant and --paper-compatible are for one configuration; this folder "
                                 f"holds {count} configurations ({', '.join(varying)} vary)")
-        return run_population_fit(runs, out, count, varying, pool, covariates, method, strategies, holdout,
-                                  prior_override, cutoff, seed, num_chains, num_samples, num_warmup, effects,
+        return run_population_fit(runs, out, count, varying, pool, covariates, options.method, options.strategies,
+                                  options.holdout, options.priors, options.cutoff, options.seed, options.num_chains,
+                                  options.num_samples, options.num_warmup, options.effects,
                                   echo=echo, warn=warn, note=note)
     if pool in ("partial", "full"):
         raise BayesiclError(f"--pool {pool}: {runs} holds one configuration; pooling needs several")
     note(f"[1/4] evidence: strategies on the runs' inputs, their losses L̄ and complexities K ({runs})")
-    evidence = build_evidence(runs, strategies=tuple(strategies) if strategies else None, cutoff=cutoff,
-                              progress=True, complexity_convention="paper" if paper_compatible else "bayesicl")
-    sampler = f", then NUTS {num_chains} chains × {num_samples} draws" if method == "nuts" else ""
+    evidence = build_evidence(runs, strategies=options.strategies, cutoff=options.cutoff,
+                              loss_sequences=options.loss_sequences, progress=True,
+                              complexity_convention="paper" if options.paper_compatible else "bayesicl")
+    method = options.method
+    sampler = f", then NUTS {options.num_chains} chains × {options.num_samples} draws" if method == "nuts" else ""
     note(f"[2/4] fit: MAP{sampler}, predictions and metrics on {evidence.num_conditions} conditions")
-    result = fit(evidence, method=method, holdout=holdout, variant=variant, priors=prior_override,
-                 complexity_override=k_override, seed=seed, num_chains=num_chains,
-                 num_samples=num_samples, num_warmup=num_warmup, progress=method == "nuts", effects=effects)
+    result = fit(evidence, options.replace(progress=method == "nuts"))
     folder = result.save(out)
     note(f"[3/4] figures: drawing {len(plot.figures_for(result))} figures into {folder}")
     paths = [Path(p) for p in plot.save_all(result, folder)]
@@ -128,13 +142,6 @@ def run_fit_command(runs, out=None, method: str = "nuts", strategies=None,
 
 def fit_main(args: argparse.Namespace) -> int:
     """The `bayesicl fit` verb (arguments as built by `bayesicl.cli`)."""
-    run_fit_command(args.runs, args.out, method=args.method, strategies=args.strategies,
-                    holdout=args.holdout, k_override=parse_complexity_overrides(args.set_k),
-                    prior_override=parse_prior_overrides(args.prior), all_steps=args.all_steps,
-                    seed=args.seed, cutoff_step=args.cutoff_step, variant=args.variant,
-                    num_chains=args.chains, num_samples=args.draws, num_warmup=args.warmup,
-                    effects=getattr(args, "effects", None),
-                    paper_compatible=bool(getattr(args, "paper_compatible", False)),
-                    pool=getattr(args, "pool", None),
-                    covariates=parse_covariates(getattr(args, "covariates", None)))
+    run_fit_command(args.runs, args.out, fit_options(args), pool=args.pool,
+                    covariates=parse_covariates(args.covariates))
     return 0

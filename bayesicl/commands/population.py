@@ -14,13 +14,13 @@ from pathlib import Path
 from .. import plot, report
 from ..atomic import write_text
 from ..errors import BayesiclError
+from ..inference import load_fit
+from ..inference.population import fit_population
+from ..inference.population_cv import cross_validate
+from ..inference.population_data import flat_settings, varying_settings
 from ..report.population_text import format_population_report
 from ..runs import find_runs
 from ..runs.format import setting_config
-from .population import fit_population
-from .population_cv import cross_validate
-from .population_data import flat_settings, varying_settings
-from .result import load_fit
 
 
 def scan_configurations(runs) -> tuple[int, list[str]]:
