@@ -83,6 +83,20 @@ def test_partial_pooling_reports_population_configurations_and_conditions(partia
     assert 0 <= partial.report["diagnostics"]["max_depth_share"] <= 1
 
 
+def test_each_configuration_has_its_own_noise_scales_pooled_across_configurations():
+    """σ_obs and σ_logit are per configuration, log-normal around a typical scale: a
+    configuration whose runs scatter more gets the larger σ_logit (docs/model.md#population-model)."""
+    kwargs = dict(num_sequences=4, loss_sequences=32, run_sd=0.2, seed=3)
+    quiet = synthetic_population(TASK, {"mlp_width": [16]}, [4, 8, 16, 32], STEPS, noise_sd=0.05, **kwargs)
+    noisy = synthetic_population(TASK, {"mlp_width": [64]}, [4, 8, 16, 32], STEPS, noise_sd=0.8, **kwargs)
+    result = fit_population(quiet.evidence + noisy.evidence, pool="partial", ood_stage=False, **SAMPLER)
+    scale = result.idata.posterior["config_sigma_logit"]
+    assert scale.dims == ("chain", "draw", "configuration")
+    low, high = scale.mean(("chain", "draw")).values
+    assert high > 2 * low, (low, high)
+    assert {"sigma_logit_spread", "sigma_obs_spread"} <= set(result.state["noise_draws"])
+
+
 def test_full_pooling_gives_every_configuration_one_shared_theta(population):
     result = fit_population(population.evidence, pool="full", ood_stage=False, **SAMPLER)
     alpha = result.idata.posterior["alpha"].values

@@ -279,15 +279,8 @@ def paper_objective_model(data: ModelData, objective: Callable[[Any], Any]):
 
 # -- the Bayesian model ---------------------------------------------------------------------------
 
-def sampled_parameters(priors: Mapping[str, Prior], reference_step, *legacy):
-    """α, β, γ with priors on logit α, log β and log γ̃ (γ̃ = γ N_ref^(1−α)).
-
-    (The older call `sampled_parameters(priors, None, reference_step)`, with a variant slot
-    that must be None, is still accepted.)"""
-    if legacy:
-        if reference_step is not None or len(legacy) != 1:
-            raise TypeError("sampled_parameters(priors, reference_step)")
-        (reference_step,) = legacy
+def sampled_parameters(priors: Mapping[str, Prior], reference_step):
+    """α, β, γ with priors on logit α, log β and log γ̃ (γ̃ = γ N_ref^(1−α))."""
 
     def draw(name, to_parameter, prior_name):
         prior = dist.TransformedDistribution(prior_distribution(priors, prior_name), to_parameter.inv)
@@ -352,7 +345,8 @@ def free_parameters(pinned: Mapping[str, float]) -> list[str]:
     return [name for name in rational.PARAMETERS if name not in pinned]
 
 
-def observation_likelihood(data: ModelData, weights, sigma_obs, sigma_logit, corr=None) -> None:
+def observation_likelihood(data: ModelData, weights, sigma_obs, sigma_logit, corr=None,
+                           trend_start: str = "stationary") -> None:
     """The likelihood of the conditions' observations given their weights (C, S), shared by
     `nuts_model` and the OOD stage (`bayesicl.inference.cut`).
 
@@ -364,7 +358,8 @@ def observation_likelihood(data: ModelData, weights, sigma_obs, sigma_logit, cor
     mean, sensitivity = expected_observation(data, weights)
     if corr is not None:
         if data.observed is not None:
-            numpyro.factor("r_runs", run_log_density(data, mean, sensitivity, sigma_obs, sigma_logit, corr))
+            numpyro.factor("r_runs", run_log_density(data, mean, sensitivity, sigma_obs, sigma_logit, corr,
+                                                     trend_start=trend_start))
         return
     scale = observation_scale(sigma_obs, sigma_logit, sensitivity)
     with numpyro.plate("condition", weights.shape[0]):
@@ -388,10 +383,17 @@ def run_effects(priors: Mapping[str, Prior], count: int, parameterization: str |
     return numpyro.deterministic("run_effect", sigma_run * z)
 
 
-def run_log_density(data: ModelData, mean, sensitivity, sigma_obs, sigma_logit, corr, observed=None):
+def run_log_density(data: ModelData, mean, sensitivity, sigma_obs, sigma_logit, corr, observed=None,
+                    trend_start: str = "stationary"):
     """Σ over runs of `run_log_densities`."""
-    return jnp.sum(run_log_densities(data, mean, sensitivity, sigma_obs, sigma_logit, corr, observed))
+    return jnp.sum(run_log_densities(data, mean, sensitivity, sigma_obs, sigma_logit, corr, observed, trend_start))
 
+
+#: Where a run's AR(1) deviation starts: "stationary" (the single-configuration model: its
+#: marginal sd is σ_logit at every checkpoint) or "zero" (the population model: x = 0 one
+#: checkpoint before the run's first, so x_p has variance 1 − φ^(2(p+1)) and a run's level
+#: is its run effect's alone; docs/model.md#population-model).
+TREND_STARTS = ("stationary", "zero")
 
 #: Checkpoints per iteration of the Kalman filter's loop in `run_log_densities` (fully
 #: unrolled, the sampler's program took minutes to compile; 4 compiles in seconds and runs
@@ -399,30 +401,42 @@ def run_log_density(data: ModelData, mean, sensitivity, sigma_obs, sigma_logit, 
 FILTER_UNROLL = 4
 
 
-def run_log_densities(data: ModelData, mean, sensitivity, sigma_obs, sigma_logit, corr, observed=None):
+def run_log_densities(data: ModelData, mean, sensitivity, sigma_obs, sigma_logit, corr, observed=None,
+                      trend_start: str = "stationary"):
     """log MVN(r_run; mean_run, Σ_run) per run (R,), Σ = diag(ε² + σ_obs²) +
     σ_logit² s_i s_j φ^|i−j| over each run's real conditions (padding excluded); corr = 0
-    gives independent observations.
+    gives independent observations. σ_obs and σ_logit are scalars or one per condition (C,).
 
     Computed exactly by a Kalman filter along each run's checkpoints rather than a Cholesky
     factor of Σ: the deviation is a unit-variance AR(1) state x (lag-1 correlation φ per
-    checkpoint), observed as r_i − mean_i = σ_logit s_i x_i + e_i, e_i ~ Normal(0, ε² + σ_obs²).
+    checkpoint), observed as r_i − mean_i = σ_logit s_i x_i + e_i, e_i ~ Normal(0, ε² + σ_obs²);
+    x starts stationary or at zero (`trend_start`, `TREND_STARTS`).
     The filter is plain arithmetic (a scan over checkpoints, `FILTER_UNROLL` steps per loop
     iteration; on the urns demo's 9 runs × 26 checkpoints its value and gradient took 150 µs
     against 450 µs for the Cholesky form): no LAPACK call, whose
     batched CPU kernels re-enter XLA's thread pool and could deadlock the sampler when two
     ran at once on a 2-core machine (docs/decisions.md "No LAPACK in the likelihood")."""
+    if trend_start not in TREND_STARTS:
+        raise BayesiclError(f"unknown trend start {trend_start!r}; expected one of {', '.join(TREND_STARTS)}")
     observed = data.observed if observed is None else observed
     rows, mask = data.run_rows, data.run_mask
     residual = jnp.where(mask, (observed - mean)[rows], 0.0)
-    gain = sigma_logit * jnp.where(mask, sensitivity[rows], 0.0)
-    noise = RESOLUTION ** 2 + sigma_obs ** 2
+    # The noise scales are scalars, or per condition (C,) (the population model's per-configuration
+    # scales; the scalar form is kept as it was, so single fits compute exactly what they did).
+    per_condition = jnp.ndim(sigma_obs) > 0 or jnp.ndim(sigma_logit) > 0
+    if per_condition:
+        gain = jnp.where(mask, (sigma_logit * sensitivity)[rows], 0.0)
+        noises = RESOLUTION ** 2 + jnp.broadcast_to(sigma_obs, jnp.shape(mean)[:1])[rows] ** 2
+    else:
+        gain = sigma_logit * jnp.where(mask, sensitivity[rows], 0.0)
+    noise_scalar = RESOLUTION ** 2 + sigma_obs ** 2
     position = data.run_position
     count = mask.sum(axis=-1)
 
     def step(carry, column):
         state, variance, last, started, total = carry
-        r, h, real, where = column
+        r, h, real, where, *per = column
+        noise = per[0] if per_condition else noise_scalar
         decay = jnp.where(started, corr ** jnp.abs(where - last), 0.0)
         state, variance = decay * state, decay ** 2 * variance + (1.0 - decay ** 2)
         innovation_variance = h ** 2 * variance + noise
@@ -435,8 +449,12 @@ def run_log_densities(data: ModelData, mean, sensitivity, sigma_obs, sigma_logit
         return carry, None
 
     zeros = jnp.zeros(rows.shape[0], dtype=residual.dtype)
-    start = (zeros, jnp.ones_like(zeros), zeros, jnp.zeros(rows.shape[0], dtype=bool), zeros)
+    if trend_start == "zero":       # x = 0 one checkpoint before the first: x_p has variance 1 − φ^(2(p+1))
+        start = (zeros, zeros, zeros - 1.0, jnp.ones(rows.shape[0], dtype=bool), zeros)
+    else:                           # stationary from the first real checkpoint on
+        start = (zeros, jnp.ones_like(zeros), zeros, jnp.zeros(rows.shape[0], dtype=bool), zeros)
     columns = (residual.T, gain.T, mask.T, jnp.asarray(position, dtype=residual.dtype).T)
+    columns += (noises.T,) if per_condition else ()
     (_, _, _, _, total), _ = jax.lax.scan(step, start, columns, unroll=FILTER_UNROLL)
     return total - 0.5 * count * math.log(2 * math.pi)
 

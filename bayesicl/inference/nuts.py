@@ -88,6 +88,9 @@ class NutsResult:
     runtime_s: float
     effects: str = "none"
     runs: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: Where each run's AR(1) deviation starts (`bayesicl.inference.predict.trend_share`): the
+    #: single-configuration model's is stationary, the population model's zero.
+    trend_start: str = "stationary"
 
 
 def fit_nuts(data: FitData, priors: dict, map_result: MapResult, seed: int = 0, num_chains: int = 4,

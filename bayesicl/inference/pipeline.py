@@ -29,7 +29,7 @@ from .chains import chain_devices
 from .nuts import NutsResult, fit_nuts
 from .options import FitOptions, fit_options, signature_with_options
 from .predict import (HIGH, INTERVAL, LOW, condition_on_runs, log_predictive_density, observation_moments,
-                      observed_weight_draws, run_offsets, transition_table, weights_for)
+                      observed_weight_draws, run_offsets, start_trend, transition_table, weights_for)
 from .result import FitResult, json_number, param_summary
 from .split import describe_split, fit_split
 
@@ -200,10 +200,16 @@ def _predictive(data: FitData, nuts: NutsResult, stage: OodStage | None, seed: i
         mean, scale, sensitivity = observation_moments(
             params, offset, noise["sigma_obs"], noise["sigma_logit"], data.condition_loss,
             data.condition_complexity, data.step, data.curves, data.run, k, with_sensitivity=True)
+        # The ID noise of a model whose trend starts at zero (the OOD stage's trend is stationary).
+        start = nuts.trend_start if (k == 0 or stage is None) else "stationary"
+        if start != "stationary" and "trend_corr" in draws:
+            scale = start_trend(scale, sensitivity, noise["sigma_logit"], draws["trend_corr"][index],
+                                data.checkpoint, start)
         observed = data.observations(k)
         if corr is not None:       # forecast a seen run's other conditions from its fit residuals
             mean, scale = condition_on_runs(mean, scale, sensitivity, noise["sigma_obs"], noise["sigma_logit"],
-                                            corr, observed, data.in_fit, data.run, data.checkpoint)
+                                            corr, observed, data.in_fit, data.run, data.checkpoint,
+                                            trend_start=start)
         out[split] = {"observed": observed_weight_draws(mean, scale, rng),
                       "lpd": log_predictive_density(mean, scale, observed)}
     return out

@@ -36,7 +36,7 @@ from .nuts import NutsResult
 from .pipeline import (_condition_table, _coverage, _effects_summary, _elpd, _info, _ood_stage_guard, _predictive,
                        _transition_records, fit)
 from .population_data import Configuration, Covariates, configurations, covariate_matrix, stack
-from .population_model import POOLS, config_draws, population_draws, sample_population
+from .population_model import POOLS, TREND_START, config_draws, noise_draws, population_draws, sample_population
 from .population_result import PopulationResult
 from .predict import HIGH, LOW, transition_table
 from .result import FitResult, param_summary
@@ -126,11 +126,14 @@ def fit_population(runs_or_folder, pool: str | None = None, covariates: Sequence
 
 def build_configuration_evidence(configs: Sequence[Configuration], strategies, cutoff, loss_sequences,
                                  progress: bool) -> list:
-    """Each configuration's evidence (`build_evidence` on its runs, cached), kept on it."""
+    """Each configuration's evidence (`build_evidence` on its runs, cached), kept on it and
+    labelled with the configuration's name (the `configuration` level of its conditions)."""
     for config in configs:
         if config.evidence is None:
             config.evidence = build_evidence(config.runs, strategies=tuple(strategies) if strategies else None,
                                              cutoff=cutoff, loss_sequences=loss_sequences, progress=progress)
+        if config.evidence.configuration != config.name:
+            config.evidence = config.evidence.with_configuration(config.name)
     return [c.evidence for c in configs]
 
 
@@ -139,7 +142,8 @@ def configuration_result(evidence, data, map_result, draws, priors, effects, see
     """One configuration's `FitResult` from its draws of the joint posterior: the predictive,
     condition table, metrics, N* and report exactly as `bayesicl.inference.fit` computes them."""
     runs = data.fitted_runs
-    nuts = NutsResult(draws=draws, idata=None, diagnostics=diagnostics, runtime_s=0.0, effects=effects, runs=runs)
+    nuts = NutsResult(draws=draws, idata=None, diagnostics=diagnostics, runtime_s=0.0, effects=effects, runs=runs,
+                      trend_start=TREND_START)
     stage = fit_ood_stage(data, draws, runs, priors, effects, seed=seed) if ood_stage else None
     params = {k: float(draws[k].mean()) for k in rational.PARAMETERS}
     predictive = _predictive(data, nuts, stage, seed)
@@ -181,7 +185,8 @@ def population_diagnostics(samples: Mapping[str, np.ndarray], diverging: np.ndar
     1023 steps: a share near 1 means the sampler is fighting the posterior's geometry).
     (L's fixed entries and z, a re-expression of θ_j given μ, B, τ, are left out.)"""
     names = ["config_alpha", "config_beta", "config_gamma", "sigma_obs", "sigma_logit"]
-    names += [k for k in ("mu", "B", "tau", "sigma_run", "trend_corr", "run_effect") if k in samples]
+    names += [k for k in ("mu", "B", "tau", "sigma_run", "trend_corr", "run_effect", "config_sigma_obs",
+                          "config_sigma_logit", "sigma_obs_spread", "sigma_logit_spread") if k in samples]
     data = az.from_dict(posterior={k: samples[k] for k in names})
     rhat, ess = az.rhat(data), az.ess(data, method="bulk")
     values_r = np.concatenate([np.ravel(rhat[k].values) for k in names])
@@ -277,8 +282,7 @@ def assemble(configs, evidence, fits: dict[str, FitResult], pool, spec, samples,
              "population_draws": population_draws(samples) if pool == "partial" else None,
              "config_draws": {n: ({k: f.draws[k] for k in rational.PARAMETERS} if f.draws is not None
                                   else {k: np.array([v]) for k, v in f.params.items()}) for n, f in fits.items()},
-             "noise_draws": {k: v for k, v in (next(iter(fits.values())).draws or {}).items()
-                             if k in ("sigma_obs", "sigma_logit", "sigma_run")}}
+             "noise_draws": noise_draws(samples)}
     return PopulationResult(pool=pool, configurations=table, population=population, conditions=conditions,
                             transitions=steps, idata=idata, report=report, fits=fits, state=state)
 
@@ -294,7 +298,8 @@ def _inference_data(names, fits, samples, diverging, pool, spec):
     coords = {"configuration": names, "parameter": list(THETA_NAMES)}
     dims = {"alpha": ["configuration"], "beta": ["configuration"], "gamma": ["configuration"],
             "theta": ["configuration", "parameter"], "mu": ["parameter"], "tau": ["parameter"],
-            "B": ["parameter", "covariate"], "L": ["parameter", "parameter_"], "run_effect": ["run"]}
+            "B": ["parameter", "covariate"], "L": ["parameter", "parameter_"], "run_effect": ["run"],
+            "config_sigma_obs": ["configuration"], "config_sigma_logit": ["configuration"]}
     if samples is None:
         first = next(iter(fits.values()))
         if first.draws is None or first.idata is None:
@@ -304,7 +309,8 @@ def _inference_data(names, fits, samples, diverging, pool, spec):
                      for k in rational.PARAMETERS}
         return az.from_dict(posterior=posterior, coords=coords, dims=dims)
     posterior = {"alpha": samples["config_alpha"], "beta": samples["config_beta"], "gamma": samples["config_gamma"]}
-    for k in ("theta", "mu", "tau", "B", "L", "sigma_obs", "sigma_logit", "sigma_run", "trend_corr", "run_effect"):
+    for k in ("theta", "mu", "tau", "B", "L", "sigma_obs", "sigma_logit", "sigma_run", "trend_corr", "run_effect",
+              "config_sigma_obs", "config_sigma_logit", "sigma_obs_spread", "sigma_logit_spread"):
         if k in samples:
             posterior[k] = samples[k]
     if spec is not None and "B" in samples:

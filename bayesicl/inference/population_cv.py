@@ -10,7 +10,10 @@ predicted from what the fit implies for a configuration it never saw:
   standardized log covariates; ties to the first) is used, and the table says which.
 
 Every modeled condition of k (ID and OOD) is scored with a new run effect per run
-(Normal(0, σ_run) per draw) and the fit's noise scales; OOD uses the ID noise scales (k has
+(Normal(0, σ_run) per draw) and noise scales: for "partial" and "full" a fresh draw from the
+population of configurations' noise scales (`bayesicl.inference.population_model.new_noise`), with
+the variance of a trend that starts at zero; for "none" the nearest configuration's own (a
+stationary trend). OOD uses the ID noise scales (k has
 no OOD stage), so OOD elpd and coverage are reported but measure a harder question. Columns:
 held_out, pool, scored_with, n_conditions, elpd_id (Σ over conditions of the pointwise log
 predictive density of the unclipped r), elpd_id_mean (per condition), elpd_ood,
@@ -33,8 +36,10 @@ from ..seeds import stream
 from .observation import relative_distance_curves
 from .population import build_configuration_evidence, fit_population
 from .population_data import configurations, covariate_matrix
-from .population_model import POOLS, new_theta, theta_params
-from .predict import HIGH, LOW, log_predictive_density, observation_moments, observed_weight_draws, weights_for
+from .data import checkpoint_order
+from .population_model import POOLS, TREND_START, new_noise, new_theta, theta_params
+from .predict import (HIGH, LOW, log_predictive_density, observation_moments, observed_weight_draws, start_trend,
+                      weights_for)
 
 COLUMNS = ["held_out", "pool", "scored_with", "n_conditions", "elpd_id", "elpd_id_mean", "elpd_ood",
            "correlation_id", "correlation_ood", "tvd_id", "tvd_ood", "coverage_id", "coverage_ood",
@@ -91,7 +96,8 @@ def cross_validate(runs, by: str = "config", pools: Sequence[str] = ("partial", 
                 elapsed = single_time
             else:
                 result = fit_population(others, pool=pool, covariates=covariates, ood_stage=False, **common)
-                draws = next(iter(result.fits.values())).draws
+                # The held-out configuration's noise scales: fresh draws from the population's.
+                draws = new_noise(result.state["noise_draws"], rng)
                 if pool == "partial":
                     spec = result.state["covariates"]
                     values = configs[k].covariates
@@ -100,10 +106,12 @@ def cross_validate(runs, by: str = "config", pools: Sequence[str] = ("partial", 
                     params = theta_params(theta, result.state["reference_step"])
                     scored_with = "population draw for the held-out covariates"
                 else:
-                    params = {p: draws[p] for p in ("alpha", "beta", "gamma")}
+                    first = next(iter(result.fits.values())).draws
+                    params = {p: first[p] for p in ("alpha", "beta", "gamma")}
                     scored_with = "shared (alpha, beta, gamma)"
                 elapsed = time.perf_counter() - clock
-            scores = score_configuration(evidence[k], params, draws, rng)
+            scores = score_configuration(evidence[k], params, draws, rng,
+                                         trend_start="stationary" if pool == "none" else TREND_START)
             rows.append({"held_out": name, "pool": pool, "scored_with": scored_with, **scores,
                          "extrapolates": extrapolates, "runtime_s": elapsed})
             if on_row is not None:
@@ -112,9 +120,11 @@ def cross_validate(runs, by: str = "config", pools: Sequence[str] = ("partial", 
 
 
 def score_configuration(evidence, params: Mapping[str, np.ndarray], noise: Mapping[str, np.ndarray],
-                        rng: np.random.Generator) -> dict:
+                        rng: np.random.Generator, trend_start: str = "stationary") -> dict:
     """Scores of (α, β, γ) draws `params` on every modeled condition of `evidence` (two
-    strategies), with a new run effect per run from σ_run and the noise scales of `noise`."""
+    strategies), with a new run effect per run from σ_run and the noise scales of `noise`
+    (whose log-odds deviation has the variance of the fitted model's trend at each condition's
+    checkpoint, `bayesicl.inference.predict.trend_share`)."""
 
     if len(evidence.strategies) != 2:
         raise BayesiclError("cross_validate scores fits of two strategies")
@@ -126,6 +136,7 @@ def score_configuration(evidence, params: Mapping[str, np.ndarray], noise: Mappi
     complexity = evidence.complexity.loc[diversity].to_numpy(dtype=np.float64)
     step = table["step"].to_numpy(dtype=np.float64)[rows]
     run = table["run"].to_numpy()[rows]
+    position = checkpoint_order(table["run"].to_numpy(), table["step"].to_numpy())[rows]
     curves = relative_distance_curves(evidence)
     n = np.asarray(params["alpha"]).size
     pick = np.arange(n) % np.asarray(noise["sigma_obs"]).size
@@ -140,8 +151,11 @@ def score_configuration(evidence, params: Mapping[str, np.ndarray], noise: Mappi
                           table["step"].to_numpy(dtype=np.float64)).mean(axis=0)
     metric_table = metrics.condition_metrics(evidence, weights / weights.sum(axis=1, keepdims=True))
     for k, split in enumerate(("id", "ood")):
-        mean, scale = observation_moments(params, offset, sigma_obs, sigma_logit, loss, complexity, step,
-                                          curves, run, k)
+        mean, scale, sensitivity = observation_moments(params, offset, sigma_obs, sigma_logit, loss, complexity,
+                                                       step, curves, run, k, with_sensitivity=True)
+        if "trend_corr" in noise:
+            scale = start_trend(scale, sensitivity, sigma_logit, np.asarray(noise["trend_corr"])[pick], position,
+                                trend_start)
         observed_r = table[f"r_{split}"].to_numpy(dtype=np.float64)[rows]
         observed = table[f"observed_weight_{split}"].to_numpy(dtype=np.float64)[rows]
         lpd = log_predictive_density(mean, scale, observed_r)

@@ -16,7 +16,7 @@ from ..errors import BayesiclError
 from .folder import MAX_TEXT_BYTES, read_checked, read_posterior
 from .population_data import Covariates
 from .population_io import FILES, FORMAT_VERSION
-from .population_model import population_draws
+from .population_model import noise_draws, population_draws
 from .population_result import PopulationResult
 
 
@@ -69,7 +69,8 @@ def _load(folder: Path):
              "reference_step": meta["reference_step"], "strategies": meta["strategies"], "family": meta["family"],
              "seed": meta["seed"], "loss_sequences": meta["loss_sequences"], "pool_seed": meta["pool_seed"],
              "zipf": meta["zipf"], "config_draws": config_draws,
-             "population_draws": population_draws(samples) if pool == "partial" else None}
+             "population_draws": population_draws(samples) if pool == "partial" else None,
+             "noise_draws": noise_draws(samples)}
     population = report.get("population")
     return PopulationResult(pool=pool, configurations=configurations, population=population, conditions=conditions,
                             transitions=transitions, idata=idata, report=report, fits={}, state=state)

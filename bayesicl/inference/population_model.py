@@ -13,10 +13,13 @@ reference step N_ref shared by all configurations:
 - pool "full": one θ for every configuration, with the single-configuration priors
   (`bayesicl.inference.model.sampled_parameters`): the single fit on the stacked data.
 
-Below θ, the single-configuration likelihood of `bayesicl.inference.model` applies unchanged to
-the stacked conditions (its functions are called, not copied): run effects u_k nest inside
-configurations (every run of every configuration has its own u_k, with one σ_run), and the
-noise scales σ_obs, σ_logit (and φ of "run+trend") are shared by all configurations.
+Below θ, the single-configuration likelihood of `bayesicl.inference.model` applies to the stacked
+conditions (its functions are called, not copied): run effects u_k nest inside configurations
+(every run of every configuration has its own u_k, with one σ_run), with two changes
+(docs/model.md#population-model): the AR(1) deviation of "run+trend" starts at zero before each
+run's first checkpoint (`TREND_START`; the run's level is u_k's alone), and σ_obs, σ_logit are
+per configuration, log-normal around a typical scale (`NOISE_POOLING`, `noise_scale`); φ and
+σ_run are shared.
 
 Sampler switches (module constants, measured on the shipped grid in docs/model.md#population-model):
 `PARAMETERIZATION` (θ_j centred or non-centred), `RUN_PARAMETERIZATION` (u_k centred or
@@ -70,6 +73,14 @@ PARAMETERIZATION = "non-centred"
 RUN_PARAMETERIZATION = "non-centred"
 #: Dense (True) or diagonal (False) mass matrix adapted in warm-up.
 DENSE_MASS = False
+#: Where each run's AR(1) deviation starts: "zero" (x = 0 one checkpoint before the run's first,
+#: so the run's level is u_k's alone) or "stationary" (the single-configuration form).
+TREND_START = "zero"
+#: The noise scales σ_obs, σ_logit: "partial" (one per configuration, log-normally around a
+#: typical scale, `noise_scale`) or "shared" (one for all configurations).
+NOISE_POOLING = "partial"
+#: Prior scale of the sd s of log σ_j across configurations (0.5: factors of e^±1 at 2 sd).
+NOISE_SPREAD = 0.5
 JITTER = 0.1
 
 
@@ -102,7 +113,7 @@ def population_model(data, config, x, priors: Mapping[str, Any], mu_mean, mu_sd,
     """The joint model of all configurations (see the module docstring). `data` is the
     stacked `ModelData`, `config` (C,) each row's configuration, `x` (J, P) covariates."""
     if pool == "full":
-        alpha, beta, gamma = sampled_parameters(priors, None, data.reference_step)
+        alpha, beta, gamma = sampled_parameters(priors, data.reference_step)
         ones = jnp.ones(num_configs)
         numpyro.deterministic("config_alpha", alpha * ones)
         numpyro.deterministic("config_beta", beta * ones)
@@ -126,7 +137,7 @@ def population_model(data, config, x, priors: Mapping[str, Any], mu_mean, mu_sd,
         numpyro.deterministic("config_beta", beta)
         numpyro.deterministic("config_gamma", gamma)
         params = (alpha[config], beta[config], gamma[config])
-    sigma_obs, sigma_logit = (numpyro.sample(name, prior_distribution(priors, name)) for name in NOISE_SITES)
+    sigma_obs, sigma_logit = (noise_scale(name, priors, num_configs)[config] for name in NOISE_SITES)
     offset = None
     if effects != "none":
         offset = run_effects(priors, data.run_rows.shape[0],
@@ -134,7 +145,50 @@ def population_model(data, config, x, priors: Mapping[str, Any], mu_mean, mu_sd,
     weights = strategy_weights(params, data, offset)
     corr = (numpyro.sample("trend_corr", prior_distribution(priors, "trend_corr"))
             if effects == "run+trend" else None)
-    observation_likelihood(data, weights, sigma_obs, sigma_logit, corr)
+    observation_likelihood(data, weights, sigma_obs, sigma_logit, corr, trend_start=TREND_START)
+
+
+def noise_scale(name: str, priors: Mapping[str, Any], num_configs: int):
+    """One noise scale per configuration (J,) (`NOISE_POOLING` "partial"): σ_j = σ · exp(s z_j),
+    with σ the typical scale (site `name`, the single-configuration prior), s ~
+    HalfNormal(`NOISE_SPREAD`) (site `name`_spread) and z_j ~ N(0, 1) (site `name`_z); recorded
+    as "config_`name`". With "shared", the one scale broadcast."""
+    typical = numpyro.sample(name, prior_distribution(priors, name))
+    if NOISE_POOLING == "shared":
+        return numpyro.deterministic(f"config_{name}", typical * jnp.ones(num_configs))
+    spread = numpyro.sample(f"{name}_spread", dist.HalfNormal(NOISE_SPREAD))
+    z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0).expand([num_configs]).to_event(1))
+    return numpyro.deterministic(f"config_{name}", typical * jnp.exp(spread * z))
+
+
+def noise_draws(samples: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """The population's noise sites, flattened (what `new_noise` draws from); None without samples."""
+    if samples is None:
+        return None
+    names = (*NOISE_SITES, *(f"{n}_spread" for n in NOISE_SITES), "sigma_run", "trend_corr")
+    return {k: np.asarray(samples[k], dtype=np.float64).reshape(-1) for k in names if k in samples}
+
+
+def new_noise(samples: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Flattened noise scales of a configuration nobody trained, one per posterior draw: σ · exp(s z)
+    with a fresh z per draw (σ alone when the scales are shared); σ_run and φ as they are.
+
+    >>> new_noise({"sigma_obs": np.ones((1, 2)), "sigma_logit": np.ones((1, 2))}, np.random.default_rng(0))
+    {'sigma_obs': array([1., 1.]), 'sigma_logit': array([1., 1.])}
+    """
+    def flat(v):
+        return np.asarray(v, dtype=np.float64).reshape(-1)
+
+    out = {}
+    for name in NOISE_SITES:
+        value = flat(samples[name])
+        if f"{name}_spread" in samples:
+            value = value * np.exp(flat(samples[f"{name}_spread"]) * rng.standard_normal(value.size))
+        out[name] = value
+    for name in ("sigma_run", "trend_corr"):
+        if name in samples:
+            out[name] = flat(samples[name])
+    return out
 
 
 def initial_values(stacked, maps: list[dict], x: np.ndarray, pool: str, effects: str, seed: int,
@@ -179,6 +233,10 @@ def initial_values(stacked, maps: list[dict], x: np.ndarray, pool: str, effects:
     sigma = min(max(float(np.sqrt(np.mean(residual ** 2))), 1e-3), 1.0)
     init["sigma_obs"] = jitter(np.log(sigma / 2))
     init["sigma_logit"] = jitter(np.log(2 * sigma))
+    if NOISE_POOLING == "partial":
+        for name in NOISE_SITES:
+            init[f"{name}_spread"] = jitter(np.log(0.2))
+            init[f"{name}_z"] = JITTER * rng.standard_normal((num_chains, len(maps)))
     if effects != "none":
         init["sigma_run"] = jitter(np.log(0.5))
         name = "run_effect" if RUN_PARAMETERIZATION == "centred" else "run_z"
@@ -202,7 +260,8 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
     init = initial_values(stacked, maps, x, pool, effects, seed, num_chains)
     prior_key = tuple(sorted((k, kind, tuple(args)) for k, (kind, args) in priors.items()))
     program = _program(prior_key, pool, effects, int(x.shape[0]), int(num_chains), int(num_samples),
-                       int(num_warmup), PARAMETERIZATION, RUN_PARAMETERIZATION, bool(DENSE_MASS))
+                       int(num_warmup), PARAMETERIZATION, RUN_PARAMETERIZATION, bool(DENSE_MASS),
+                       (TREND_START, NOISE_POOLING, NOISE_SPREAD))
     keys = jax.random.split(jax.random.PRNGKey(int(stream((seed, 8), "fit").integers(2**31))), num_chains)
     inputs = (stacked.model, jnp.asarray(stacked.config), jnp.asarray(x), jnp.asarray(mu_mean), jnp.asarray(mu_sd))
     per_chain = place_chains((keys, {k: jnp.asarray(v) for k, v in init.items()}))
@@ -214,11 +273,12 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
 
 @functools.lru_cache(maxsize=4)
 def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: int, num_samples: int,
-             num_warmup: int, parameterization: str, run_parameterization: str = "centred", dense_mass: bool = True):
+             num_warmup: int, parameterization: str, run_parameterization: str = "centred", dense_mass: bool = True,
+             switches: tuple = ()):
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import constrain_fn, potential_energy
 
-    priors = {name: (kind, args) for name, kind, args in prior_key}     # (`parameterization` keys the cache)
+    priors = {name: (kind, args) for name, kind, args in prior_key}     # (`parameterization`, `switches` key the cache)
 
     def model(inputs):
         data, config, x, mu_mean, mu_sd = inputs
@@ -261,6 +321,9 @@ def config_draws(samples: Mapping[str, np.ndarray], j: int, columns: tuple[int, 
     for name in (*NOISE_SITES, "sigma_run", "trend_corr"):
         if name in samples:
             out[name] = flat(samples[name])
+    for name in NOISE_SITES:            # the configuration's own scales
+        if f"config_{name}" in samples:
+            out[name] = flat(samples[f"config_{name}"])[:, j]
     if effects != "none":
         out["run_effect"] = flat(samples["run_effect"])[:, columns[0]:columns[1]]
     return out
@@ -300,5 +363,5 @@ def theta_params(theta: np.ndarray, reference_step: float) -> dict[str, np.ndarr
     return {"alpha": alpha, "beta": beta, "gamma": gamma}
 
 
-__all__ = ["POOLS", "THETA_NAMES", "population_model", "sample_population", "config_draws",
+__all__ = ["POOLS", "THETA_NAMES", "population_model", "sample_population", "config_draws", "new_noise", "noise_draws",
            "population_draws", "new_theta", "theta_params", "prior_moments"]

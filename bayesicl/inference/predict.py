@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import rational
+from ..errors import BayesiclError
 from .model import RESOLUTION, observation_scale
 
 #: Central interval reported everywhere (docs/model.md#nuts: 90%).
@@ -107,16 +108,49 @@ def observation_moments(params: dict[str, np.ndarray], offset: np.ndarray, sigma
     return np.concatenate(means), np.concatenate(scales)
 
 
+def trend_share(position, corr, trend_start: str = "stationary"):
+    """The share of σ_logit² that a run's AR(1) deviation has at checkpoint position p (0 = the
+    run's first): 1 when it is stationary, 1 − φ^(2(p+1)) when it starts at zero one checkpoint
+    before the first (the population model, docs/model.md#population-model). Broadcasts.
+
+    >>> round(float(trend_share(0, 0.5, "zero")), 4), float(trend_share(0, 0.5))
+    (0.75, 1.0)
+    """
+    if trend_start == "stationary":
+        return np.ones(np.broadcast_shapes(np.shape(position), np.shape(corr)))
+    if trend_start != "zero":
+        raise BayesiclError(f"unknown trend start {trend_start!r}; expected 'stationary' or 'zero'")
+    return 1.0 - np.power(corr, 2.0 * (np.asarray(position, dtype=np.float64) + 1.0))
+
+
+def start_trend(scale: np.ndarray, sensitivity: np.ndarray, sigma_logit: np.ndarray, corr: np.ndarray,
+                position: np.ndarray, trend_start: str) -> np.ndarray:
+    """`observation_moments`' scale (n, C), whose log-odds term σ_logit² s² is the stationary
+    one, with that term scaled by `trend_share` at each condition's position (two strategies).
+
+    >>> start_trend(np.array([[np.sqrt(2.0)]]), np.ones((1, 1)), np.ones(1), np.array([0.5]),
+    ...             np.array([0]), "zero").round(4).tolist()
+    [[1.3229]]
+    """
+    if trend_start == "stationary":
+        return scale
+    share = trend_share(np.asarray(position)[None, :], np.asarray(corr, dtype=np.float64)[:, None], trend_start)
+    logit = (np.asarray(sigma_logit, dtype=np.float64)[:, None] * sensitivity) ** 2
+    return np.sqrt(np.maximum(scale ** 2 - logit * (1.0 - share), RESOLUTION ** 2))
+
+
 def condition_on_runs(mean: np.ndarray, scale: np.ndarray, sensitivity: np.ndarray, sigma_obs: np.ndarray,
                       sigma_logit: np.ndarray, corr: np.ndarray, observed: np.ndarray, given: np.ndarray,
-                      run: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                      run: np.ndarray, position: np.ndarray, trend_start: str = "stationary"
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Forecast moments of the observations not `given`, conditional on the given ones of the
     same run, under the AR(1) trend of the model (docs/model.md#run-effects-and-honest-intervals).
 
     Per draw (n) and run, the observations r of the run are jointly normal around `mean`
     (n, C) with covariance Σ_ij = δ_ij (ε² + σ_obs²) + σ_logit² s_i s_j φ^|p_i − p_j|
     (s = `sensitivity`, p = `position` in checkpoint order, φ = `corr`), as in the
-    likelihood. For the rows of a run with given rows G (`given` (C,) and a finite
+    likelihood; with `trend_start` "zero" every φ^|p_i − p_j| is multiplied by
+    `trend_share` at min(p_i, p_j) (and `scale` must be `start_trend`'s). For the rows of a run with given rows G (`given` (C,) and a finite
     `observed`), the other rows H get the conditional normal:
     mean_H + Σ_HG Σ_GG⁻¹ (r_G − mean_G) and variance Σ_HH − Σ_HG Σ_GG⁻¹ Σ_GH. Rows in runs
     without given rows, and the given rows themselves (their replicate predictive), keep
@@ -143,9 +177,13 @@ def condition_on_runs(mean: np.ndarray, scale: np.ndarray, sensitivity: np.ndarr
             part = slice(start, start + DRAW_CHUNK)
             sg, sh = sensitivity[part][:, rows_g], sensitivity[part][:, rows_h]
             phi, logit = corr[part], sigma_logit[part]
-            cov_gg = logit ** 2 * sg[:, :, None] * sg[:, None, :] * phi ** np.abs(pg[:, None] - pg[None, :])
+            kernel_gg = phi ** np.abs(pg[:, None] - pg[None, :]) * trend_share(
+                np.minimum(pg[:, None], pg[None, :]), phi, trend_start)
+            kernel_gh = phi ** np.abs(pg[:, None] - ph[None, :]) * trend_share(
+                np.minimum(pg[:, None], ph[None, :]), phi, trend_start)
+            cov_gg = logit ** 2 * sg[:, :, None] * sg[:, None, :] * kernel_gg
             cov_gg = cov_gg + (RESOLUTION ** 2 + sigma_obs[part] ** 2) * np.eye(rows_g.size)
-            cov_gh = logit ** 2 * sg[:, :, None] * sh[:, None, :] * phi ** np.abs(pg[:, None] - ph[None, :])
+            cov_gh = logit ** 2 * sg[:, :, None] * sh[:, None, :] * kernel_gh
             residual = observed[rows_g][None, :] - mean[part][:, rows_g]
             gain = np.linalg.solve(cov_gg, cov_gh)                                    # Σ_GG⁻¹ Σ_GH (n, g, h)
             mean[part, rows_h] += np.einsum("ngh,ng->nh", gain, residual)
