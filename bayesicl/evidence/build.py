@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import observe
 from ..errors import BayesiclError
@@ -146,8 +147,6 @@ def build_evidence(runs_dir_or_list, strategies: Sequence[str] | None = None,
 def _progress(items: list, enabled: bool, what: str):
     if not enabled:
         return items
-    from tqdm.auto import tqdm
-
     return tqdm(items, desc=what, unit="run")
 
 

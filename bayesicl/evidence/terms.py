@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .. import strategies as library
 from ..errors import BayesiclError
@@ -139,8 +140,6 @@ def terms_table(task: Task, strategies: Sequence[str], pools: Mapping[Any, Any],
     rows: dict[str, dict[int, list[list[float]]]] = {}
     items = list(pools.items())
     if progress:
-        from tqdm.auto import tqdm
-
         items = tqdm(items, desc="strategy losses L̄ and complexities K", unit="pool")
     for key, pool in items:
         diversity, seed = (key if isinstance(key, tuple) else (key, 0))

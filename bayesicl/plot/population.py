@@ -26,6 +26,9 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from arviz.labels import BaseLabeller
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from ..atomic import atomic_path
 from ..errors import BayesiclError, BayesiclWarning
@@ -128,8 +131,6 @@ def configuration_phase_diagrams(result: Any, split: str = "id", max_columns: in
         block, column = divmod(k, columns)
         axes[2 * block, column].set_axis_off()
         axes[2 * block + 1, column].set_axis_off()
-    from matplotlib.patches import Patch
-
     handles = [plt.Line2D([], [], color="k", marker="o", ms=3, lw=1.5, label="predicted $N^*(D)$"),
                plt.Line2D([], [], color="k", ls="--", lw=1, label="$N_0$ (modeled above)"),
                Patch(facecolor="white", edgecolor=(0, 0, 0, 0.5), hatch="///", label="held out")]
@@ -344,8 +345,6 @@ def _plain(value: Any, like=None) -> Any:
 def forest(result: Any, hdi_prob: float = 0.9) -> plt.Figure:
     """ArviZ forest plot of every configuration's α, β, γ (one panel each; the posterior
     median with ArviZ's highest-density interval at `hdi_prob`, thick line: quartiles)."""
-    from matplotlib.ticker import FuncFormatter
-
     idata = getattr(result, "idata", None)
     if idata is None or not hasattr(idata, "posterior"):
         raise BayesiclError("forest: the population fit has no posterior draws (fit with method='nuts')")
@@ -372,8 +371,6 @@ def forest(result: Any, hdi_prob: float = 0.9) -> plt.Figure:
 
 def _Labeller():
     """ArviZ labeller that names a row by the configuration only (the panel names the parameter)."""
-    from arviz.labels import BaseLabeller
-
     class Labeller(BaseLabeller):
         def make_label_flat(self, var_name, sel, isel):
             value = sel.get("configuration") if isinstance(sel, dict) else None

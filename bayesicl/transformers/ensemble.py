@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .batches import TrainingBatches
 from .logger import BackgroundWriter
@@ -114,8 +115,6 @@ def _train_members(recipe: Recipe, runs: list[TrainingRun], states: list[TrainSt
                                       for i in range(0, x.shape[1], EVAL_CHUNK)], dim=1).float().cpu().numpy()
                     for split, x in eval_inputs.items()}
         return [{split: outs[split][e] for split in outs} for e in range(members)]
-
-    from tqdm.auto import tqdm
 
     pending = [s for s in checkpoint_steps(recipe.steps, recipe.checkpoints, recipe.first_checkpoint) if s > start]
     bar = tqdm(total=recipe.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm.auto import tqdm
 
 from ..atomic import read_regular
 from ..errors import BayesiclError
@@ -161,8 +162,6 @@ def _train_unit(unit: Sequence[Job], out: str, progress: bool) -> list[str]:
 def _run_on_ray(units: list[list[Job]], out: Path, *, address: str | None, num_cpus: int | None,
                 progress: bool) -> None:
     import ray
-    from tqdm.auto import tqdm
-
     started = not ray.is_initialized()
     if started:
         if address:
