@@ -90,13 +90,13 @@ def peak_rss_mb() -> float:
 
 
 def stage(name: str, store: Path, scale: float, cache: Path, loss_sequences: int | None = None,
-          draws: int = 500) -> dict:
+          draws: int = 500, seed: int = 0) -> dict:
     """One stage in this process: write, evidence, map or nuts."""
     os.environ["BAYESICL_CACHE_DIR"] = str(cache)
     began = time.perf_counter()
     out: dict = {}
     if name == "write":
-        out["planted"] = write_store(store, scale, loss_sequences=loss_sequences)
+        out["planted"] = write_store(store, scale, seed=seed, loss_sequences=loss_sequences)
     else:
         from bayesicl.evidence import build_evidence
 
@@ -124,17 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss-sequences", type=int, default=None,
                         help="loss sequences per pool for L̄ (default: the package's; fewer for a smoke run)")
     parser.add_argument("--draws", type=int, default=500, help="NUTS warm-up and draws per chain (2 chains)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the pools, evaluation sets, planted run effects and noise (default: 0)")
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
         print(json.dumps(stage(args.stage, Path(args.store), args.scale, Path(args.cache), args.loss_sequences,
-                               args.draws)))
+                               args.draws, args.seed)))
         return 0
-    out = Path(args.out or Path(__file__).parent / "results" / f"paper_scale-{args.scale:g}.json")
+    suffix = f"-seed{args.seed}" if args.seed else ""
+    out = Path(args.out or Path(__file__).parent / "results" / f"paper_scale-{args.scale:g}{suffix}.json")
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(args.store or Path(tmp) / "store")
-        results = {"scale": args.scale, "loss_sequences": args.loss_sequences, "draws": args.draws,
+        results = {"scale": args.scale, "seed": args.seed, "loss_sequences": args.loss_sequences, "draws": args.draws,
                    "load_average": os.getloadavg(), "stages": {}}
         # The store is written with its own cache, so that the evidence build starts cold.
         caches = {"write": Path(tmp) / "write-cache", "evidence": Path(tmp) / "cache",
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--loss-sequences", str(args.loss_sequences)] if args.loss_sequences else []
             done = subprocess.run([sys.executable, __file__, "--stage", name, "--store", str(store),
                                    "--scale", str(args.scale), "--cache", str(caches[name]),
-                                   "--draws", str(args.draws), *extra],
+                                   "--draws", str(args.draws), "--seed", str(args.seed), *extra],
                                   capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)
