@@ -7,9 +7,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 
 from bayesicl._host import FLAG, SWITCH, request_host_devices
-from bayesicl.inference.chains import chain_devices, map_chains, place_chains
+from bayesicl.inference.chains import chain_devices, constrained_draws, map_chains, nuts_chain, place_chains
 
 
 def _chain(key, start, shared):
@@ -27,6 +29,28 @@ def test_map_chains_equals_running_each_chain_alone():
     alone = np.stack([np.asarray(jax.jit(_chain)(keys[i], starts[i], 0.5)) for i in range(4)])
     np.testing.assert_allclose(np.asarray(together), alone, rtol=1e-12)
 
+
+def _scale_model(center):
+    """log σ ~ Normal(center, 0.5), so σ is log-normal: NUTS samples log σ (unconstrained)."""
+    sigma = numpyro.sample("sigma", dist.LogNormal(center, 0.5))
+    numpyro.deterministic("twice", 2.0 * sigma)
+
+
+def test_a_nuts_chain_draws_a_log_normal_and_constrains_its_draws():
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    starts = {"sigma": jnp.zeros(2)}
+    chain = nuts_chain(_scale_model, num_warmup=200, num_samples=400, dense_mass=False, target_accept=0.8)
+
+    def run(keys, starts, center):
+        trace = map_chains(chain, (keys, starts), center)
+        return trace, constrained_draws(_scale_model, (center,), trace["z"])
+
+    trace, sites = jax.jit(run)(keys, starts, 1.0)
+    assert trace["z"]["sigma"].shape == trace["diverging"].shape == trace["num_steps"].shape == (2, 400)
+    log_sigma = np.asarray(trace["z"]["sigma"])
+    assert abs(log_sigma.mean() - 1.0) < 0.1 and abs(log_sigma.std() - 0.5) < 0.1   # the Normal(1, 0.5) of log σ
+    np.testing.assert_allclose(np.asarray(sites["sigma"]), np.exp(log_sigma), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(sites["twice"]), 2.0 * np.exp(log_sigma), rtol=1e-12)
 
 def test_chains_are_split_over_the_devices_they_divide():
     devices = jax.local_device_count()

@@ -1,4 +1,4 @@
-"""Running independent MCMC chains on every CPU core.
+"""Running independent MCMC chains on every CPU core, and the NUTS chain they run.
 
 JAX on a CPU runs one small sampler on one core. With XLA asked for several host devices
 (``--xla_force_host_platform_device_count``; `bayesicl` sets it on import when
@@ -10,6 +10,11 @@ the same machine every time; between machines with different numbers of cores th
 can differ in the last bits (XLA splits a device's threads differently), as they can between
 CPUs, and the fitted numbers agree to their Monte Carlo error (docs/decisions.md).
 
+`nuts_chain` is the one NUTS chain every sampler of `bayesicl.inference` runs (the
+single-configuration fit, the population fit and the OOD stage): NumPyro's NUTS kernel
+(`numpyro.infer.hmc.hmc`) on a model's potential energy, warm-up then sampling in one
+`jax.lax.scan`; `constrained_draws` maps its unconstrained draws to the model's sites.
+
 >>> import jax, jax.numpy as jnp
 >>> keys = jnp.arange(4.0)
 >>> out = jax.jit(lambda k, c: map_chains(lambda x, shift: x + shift, k, c))(place_chains(keys), 10.0)
@@ -20,9 +25,13 @@ CPUs, and the fitted numbers agree to their Monte Carlo error (docs/decisions.md
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import constrain_fn, potential_energy
 
 #: The mesh axis the chains are split over.
 AXIS = "chain"
@@ -64,3 +73,42 @@ def map_chains(chain, per_chain, *shared):
                           in_specs=(PartitionSpec(AXIS), PartitionSpec()), out_specs=PartitionSpec(AXIS),
                           check_vma=False)   # numpyro's NUTS mixes per-chain and shared values in lax.cond
     return block(per_chain, shared)
+
+
+def nuts_chain(model: Callable, num_warmup: int, num_samples: int, dense_mass: bool, target_accept: float,
+               trace: tuple[str, ...] = ("z", "diverging", "num_steps"),
+               on_step: Callable[[jax.Array], None] | None = None) -> Callable:
+    """One NUTS chain on the potential energy of `model` (a NumPyro model, called as
+    ``model(*model_args)``): the function ``(key, z0, *model_args) → {field: (num_samples, …)}``
+    that starts at the unconstrained values `z0`, adapts the step size and the mass matrix
+    (dense or diagonal, `dense_mass`, towards acceptance `target_accept`) over `num_warmup`
+    iterations, then keeps the sampler state's `trace` fields (`numpyro.infer.hmc.HMCState`
+    names) of the next `num_samples`. `on_step(i)`, when given, runs inside the loop at
+    iteration i (a progress callback). Run it over chains with `map_chains`, inside `jax.jit`.
+    """
+    init_kernel, sample_kernel = hmc(
+        potential_fn_gen=lambda *args: (lambda z: potential_energy(model, args, {}, z)), algo="NUTS")
+
+    def chain(key, z0, *model_args):
+        state = init_kernel(z0, num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept,
+                            model_args=model_args, rng_key=key)
+
+        def step(state, i):
+            state = sample_kernel(state, model_args=model_args)
+            if on_step is not None:
+                on_step(i)
+            return state, {name: getattr(state, name) for name in trace}
+
+        _, kept = jax.lax.scan(step, state, jnp.arange(num_warmup + num_samples))
+        return jax.tree.map(lambda x: x[num_warmup:], kept)
+
+    return chain
+
+
+def constrained_draws(model: Callable, model_args: tuple, z, batch_ndims: int = 2) -> dict:
+    """Every site of `model` (deterministic ones included) at the unconstrained draws `z`, whose
+    leaves carry `batch_ndims` leading axes ((chain, draw) by default): {site: (chain, draw, …)}."""
+    lead = jax.tree.leaves(z)[0].shape[:batch_ndims]
+    flat = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[batch_ndims:]), z)
+    sites = constrain_fn(model, model_args, {}, flat, return_deterministic=True, batch_ndims=1)
+    return jax.tree.map(lambda v: v.reshape(lead + v.shape[1:]), sites)

@@ -29,13 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, potential_energy
 
 from .. import rational
 from ..families import family_spec
 from ..seeds import stream
-from .chains import map_chains, place_chains
+from .chains import constrained_draws, map_chains, nuts_chain, place_chains
 from .data import FitData
 from . import model as model_module
 from .model import (NOISE_SITES, ModelData, expected_observation, observation_likelihood, prior_distribution,
@@ -149,26 +147,12 @@ def _sampler(prior_key, effects: str, warmup: int, per_theta: int, target_accept
     """The jitted program: one NUTS chain per θ, one after the other on each CPU device."""
     priors = {name: (kind, args) for name, kind, args in prior_key}
     model = functools.partial(ood_model, priors=priors, effects=effects)
-
-    def potential(inputs):
-        eta, offset, data = inputs
-        return lambda z: potential_energy(model, (data, eta, offset), {}, z)
-
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential, algo="NUTS")
+    sample = nuts_chain(model, warmup, per_theta, dense_mass=False, target_accept=target_accept,
+                        trace=("z", "diverging"))
 
     def chain(key, z0, eta, offset, data):
-        inputs = (eta, offset, data)
-        state = init_kernel(z0, warmup, dense_mass=False, target_accept_prob=target_accept,
-                            model_args=(inputs,), rng_key=key)
-
-        def step(state, _):
-            state = sample_kernel(state, model_args=(inputs,))
-            return state, (state.z, state.diverging)
-
-        _, (z, diverging) = jax.lax.scan(step, state, jnp.arange(warmup + per_theta))
-        z = jax.tree.map(lambda x: x[warmup:], z)
-        sites = constrain_fn(model, (data, eta, offset), {}, z, return_deterministic=True, batch_ndims=1)
-        return sites, diverging[warmup:]
+        trace = sample(key, z0, data, eta, offset)
+        return constrained_draws(model, (data, eta, offset), trace["z"], batch_ndims=1), trace["diverging"]
 
     def run(keys, init, eta, offset, data):
         sites, diverging = map_chains(chain, (keys, init, eta, offset), data)

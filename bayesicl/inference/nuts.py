@@ -8,12 +8,12 @@ observations around the MAP prediction and the run effects at zero, so warm-up d
 to find the band where the weights move from a prior draw (where every weight can be
 saturated and the likelihood flat). NUTS uses a dense mass matrix and target acceptance 0.95.
 
-The sampler is NumPyro's NUTS kernel (`numpyro.infer.hmc.hmc`) on the model's potential
-energy, driven by one jitted program per configuration: initialization, warm-up and sampling
-of every chain (vmapped: "vectorized", or one after the other on each CPU device:
-"sequential", `bayesicl.inference.chains`), then the deterministic sites and per-condition
-log-likelihoods. The data are arguments, so a second fit
-of same-shaped data reuses the compiled program (in memory, and on disk through JAX's
+The sampler is NumPyro's NUTS kernel on the model's potential energy
+(`bayesicl.inference.chains.nuts_chain`), driven by one jitted program per configuration:
+initialization, warm-up and sampling of every chain (vmapped: "vectorized", or one after the
+other on each CPU device: "sequential", `bayesicl.inference.chains`), then the deterministic
+sites and per-condition log-likelihoods. The data are arguments, so a second fit of
+same-shaped data reuses the compiled program (in memory, and on disk through JAX's
 persistent cache, see `enable_compilation_cache`); compiling costs far more than sampling
 this small posterior on a CPU. The result is an ArviZ InferenceData with the posterior,
 sample stats (divergences, tree sizes), the per-condition log-likelihood (the marginal of
@@ -32,8 +32,6 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, potential_energy
 
 from .. import rational
 from ..cache_folder import cache_dir
@@ -42,7 +40,7 @@ from ..families import family_spec
 from ..seeds import stream
 from .data import FitData
 from . import model as model_module
-from .chains import map_chains, place_chains
+from .chains import constrained_draws, map_chains, nuts_chain, place_chains
 from .map import MapResult, free_sites, to_unconstrained
 from .model import (NOISE_SITES, SAMPLED, expected_observation, free_parameters, model_weights, nuts_model,
                     observation_scale, pin, strategy_weights)
@@ -165,36 +163,26 @@ def _sampler(prior_key, pinned: tuple, effects: str, num_chains: int, num_sample
     not cache programs with callbacks on disk, so the library default is without."""
     priors = {name: (kind, args) for name, kind, args in prior_key}
     model = pin(functools.partial(nuts_model, priors=priors, effects=effects), dict(pinned))
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda data: (lambda z: potential_energy(model, (data,), {}, z)), algo="NUTS")
 
-    def chain(key, z0, data):
-        state = init_kernel(z0, num_warmup, dense_mass=True, target_accept_prob=target_accept,
-                            model_args=(data,), rng_key=key)
+    def report(i):
+        jax.lax.cond(i % PROGRESS_EVERY == PROGRESS_EVERY - 1, lambda: jax.debug.callback(_advance), lambda: None)
 
-        def step(state, i):
-            state = sample_kernel(state, model_args=(data,))
-            if progress:
-                jax.lax.cond(i % PROGRESS_EVERY == PROGRESS_EVERY - 1,
-                             lambda: jax.debug.callback(_advance), lambda: None)
-            return state, (state.z, state.diverging, state.num_steps, state.accept_prob,
-                           state.potential_energy)
-
-        _, trace = jax.lax.scan(step, state, jnp.arange(num_warmup + num_samples))
-        return jax.tree.map(lambda x: x[num_warmup:], trace)
+    chain = nuts_chain(model, num_warmup, num_samples, dense_mass=True, target_accept=target_accept,
+                       trace=("z", "diverging", "num_steps", "accept_prob", "potential_energy"),
+                       on_step=report if progress else None)
 
     def run(keys, init, data):
         if chain_method == "vectorized":
-            z, diverging, steps, accept, energy = jax.vmap(chain, in_axes=(0, 0, None))(keys, init, data)
+            trace = jax.vmap(chain, in_axes=(0, 0, None))(keys, init, data)
         else:
-            z, diverging, steps, accept, energy = map_chains(chain, (keys, init), data)
-        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z)
-        sites = constrain_fn(model, (data,), {}, flat, return_deterministic=True, batch_ndims=1)
-        loglik = {"r" if data.observed.ndim == 1 else "convex_weights": pointwise_log_likelihood(sites, data)}
+            trace = map_chains(chain, (keys, init), data)
+        sites = constrained_draws(model, (data,), trace["z"])
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), sites)
+        loglik = {"r" if data.observed.ndim == 1 else "convex_weights": pointwise_log_likelihood(flat, data)}
         per_chain = lambda x: x.reshape((num_chains, num_samples) + x.shape[1:])  # noqa: E731
-        return {"sites": jax.tree.map(per_chain, sites), "log_likelihood": jax.tree.map(per_chain, loglik),
-                "unconstrained": z, "diverging": diverging, "num_steps": steps,
-                "accept_prob": accept, "potential_energy": energy}
+        return {"sites": sites, "log_likelihood": jax.tree.map(per_chain, loglik),
+                "unconstrained": trace["z"], "diverging": trace["diverging"], "num_steps": trace["num_steps"],
+                "accept_prob": trace["accept_prob"], "potential_energy": trace["potential_energy"]}
 
     return jax.jit(run)
 

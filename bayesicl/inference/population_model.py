@@ -45,7 +45,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from ..seeds import stream
-from .chains import map_chains, place_chains
+from .chains import constrained_draws, map_chains, nuts_chain, place_chains
 from .model import (NOISE_SITES, expected_observation, observation_likelihood, prior_distribution, run_effects,
                     sampled_parameters, strategy_weights)
 from .nuts import enable_compilation_cache
@@ -275,9 +275,6 @@ def sample_population(stacked, x: np.ndarray, maps: list[dict], priors: Mapping[
 def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: int, num_samples: int,
              num_warmup: int, parameterization: str, run_parameterization: str = "centred", dense_mass: bool = True,
              switches: tuple = ()):
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import constrain_fn, potential_energy
-
     priors = {name: (kind, args) for name, kind, args in prior_key}     # (`parameterization`, `switches` key the cache)
 
     def model(inputs):
@@ -285,26 +282,12 @@ def _program(prior_key, pool: str, effects: str, num_configs: int, num_chains: i
         return population_model(data, config, x, priors, mu_mean, mu_sd, pool=pool, effects=effects,
                                 num_configs=num_configs, run_parameterization=run_parameterization)
 
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda inputs: (lambda z: potential_energy(model, (inputs,), {}, z)), algo="NUTS")
-
-    def chain(key, z0, inputs):
-        state = init_kernel(z0, num_warmup, dense_mass=dense_mass, target_accept_prob=TARGET_ACCEPT,
-                            model_args=(inputs,), rng_key=key)
-
-        def step(state, _):
-            state = sample_kernel(state, model_args=(inputs,))
-            return state, (state.z, state.diverging, state.num_steps)
-
-        _, (z, diverging, steps) = jax.lax.scan(step, state, jnp.arange(num_warmup + num_samples))
-        return jax.tree.map(lambda v: v[num_warmup:], z), diverging[num_warmup:], steps[num_warmup:]
+    chain = nuts_chain(model, num_warmup, num_samples, dense_mass=dense_mass, target_accept=TARGET_ACCEPT)
 
     def run(keys, init, inputs):
-        z, diverging, steps = map_chains(chain, (keys, init), inputs)
-        flat = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:]), z)
-        sites = constrain_fn(model, (inputs,), {}, flat, return_deterministic=True, batch_ndims=1)
-        per_chain = lambda v: v.reshape((num_chains, num_samples) + v.shape[1:])  # noqa: E731
-        return {"sites": jax.tree.map(per_chain, sites), "diverging": diverging, "num_steps": steps}
+        trace = map_chains(chain, (keys, init), inputs)
+        return {"sites": constrained_draws(model, (inputs,), trace["z"]), "diverging": trace["diverging"],
+                "num_steps": trace["num_steps"]}
 
     return jax.jit(run)
 
