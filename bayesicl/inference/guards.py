@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..evidence.table import labelled_table
 
 INTERPOLATION_RATIO = 0.5
 CLOSE_STRATEGIES_DISTANCE = 1e-6
@@ -39,13 +38,12 @@ MIN_LEVELS = 3
 MAX_SD_RATIO = 0.8
 
 
-def interpolation_guard(observations: xr.Dataset | pd.DataFrame) -> list[str]:
+def interpolation_guard(observations: xr.Dataset) -> list[str]:
     """Modeled conditions where T is far from the strategies' span (ID split).
 
-    `observations` is the evidence's labelled dataset (`Evidence.dataset`; a wide
-    `Evidence.conditions` is labelled again). Its interpolation distance is the one of the M–G
-    line; with more strategies it says nothing about their span, and the guard is silent."""
-    observations = _labelled(observations)
+    `observations` is the evidence's labelled dataset (`Evidence.dataset`). Its interpolation
+    distance is the one of the M–G line; with more strategies it says nothing about their
+    span, and the guard is silent."""
     if observations.sizes.get("strategy", 0) > 2:
         return []
     on_id = observations.sel(split="id")
@@ -60,10 +58,10 @@ def interpolation_guard(observations: xr.Dataset | pd.DataFrame) -> list[str]:
             f"strategies there), e.g. {shown}"]
 
 
-def strategy_distance_guard(observations: xr.Dataset | pd.DataFrame) -> list[str]:
+def strategy_distance_guard(observations: xr.Dataset) -> list[str]:
     """Diversities where M and G nearly coincide on the ID inputs (`observations` as for
     `interpolation_guard`)."""
-    on_id = _labelled(observations).sel(split="id")
+    on_id = observations.sel(split="id")
     modeled = on_id["modeled"].to_numpy().astype(bool)
     close = on_id["d_MG"].to_numpy()[modeled] < CLOSE_STRATEGIES_DISTANCE
     if not close.any():
@@ -155,8 +153,3 @@ def identification_guard(conditions: xr.Dataset | pd.DataFrame, in_fit: np.ndarr
             messages.append(f"NOT IDENTIFIED: the posterior of {name} is nearly its prior (posterior sd = "
                             f"{ratio:.2f} x prior sd > {MAX_SD_RATIO}); the data do not determine it")
     return not messages, messages
-
-
-def _labelled(observations: xr.Dataset | pd.DataFrame) -> xr.Dataset:
-    # Callers that still hand over the wide table (`Evidence.conditions`) get it labelled again.
-    return observations if isinstance(observations, xr.Dataset) else labelled_table(observations)

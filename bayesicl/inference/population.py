@@ -155,8 +155,8 @@ def configuration_result(evidence, data, map_result, draws, priors, effects, see
     transitions = transition_table(params, data.loss, data.complexity, draws, last_step=last_step)
     modeled = evidence.conditions["modeled"].to_numpy(dtype=bool)
     identified, unidentified = guard.identification_guard(evidence.conditions, data.in_fit, map_result)
-    warnings = (unidentified + guard.interpolation_guard(evidence.conditions)
-                + guard.strategy_distance_guard(evidence.conditions) + guard.transition_guard(transitions)
+    warnings = (unidentified + guard.interpolation_guard(evidence.dataset)
+                + guard.strategy_distance_guard(evidence.dataset) + guard.transition_guard(transitions)
                 + guard.split_guard(data.in_fit, modeled) + _ood_stage_guard(stage))
     info = _info(evidence, data, map_result, priors, seed, holdout, None, loss_sequences, "nuts",
                  sampler["num_chains"], sampler["num_samples"], sampler["num_warmup"], "sequential", effects)
