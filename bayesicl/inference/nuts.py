@@ -32,6 +32,7 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import rational
 from ..cache_folder import cache_dir
@@ -264,8 +265,6 @@ class _progress_bar:
 
     def __enter__(self):
         if self.enabled:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=self.total, desc="NUTS (first run compiles)", unit="it")
         return self.bar
 
