@@ -16,12 +16,13 @@ Per-condition metrics are averaged over conditions for the summaries; correlatio
 Pearson r between predicted w_M and the observed M-weight over conditions (w̃_M of docs/model.md#observed-weights
 with two strategies; the convex observed weight of M with more).
 
-The metrics compare h with T token by token at weights known only after the fit, and TVD
-and Spearman are not smooth in the weights, so no statistic tabulated at build time gives
-them exactly: they read the outputs once more from the evidence's source, one block of
-checkpoints at a time (`bayesicl.evidence.stream`), summing over chunks of sequences as the
-evidence does (`bayesicl.evidence.statistics.sequence_chunk`). `fit_metrics` computes the
-fit's metrics and both baselines in that one pass.
+With two strategies the metrics are read from tables built with the evidence, at nodes of
+w_M (`bayesicl.evidence.metric_tables`): exact at the nodes, linear between them for tvd,
+spearman and agreement (Hermite for kl), exact at any weight for mse and r2; no token is read
+again. With more strategies (or ``from_tokens=True``) they read the outputs once more from the
+evidence's source, one block of checkpoints at a time (`bayesicl.evidence.stream`), summing
+over chunks of sequences as the evidence does (`bayesicl.evidence.statistics.sequence_chunk`).
+`fit_metrics` computes the fit's metrics and both baselines in that one pass.
 
 >>> import bayesicl as bic, numpy as np
 >>> from bayesicl.evidence import evidence_from_arrays
@@ -31,9 +32,12 @@ fit's metrics and both baselines in that one pass.
 >>> t = np.log(0.3 * np.exp(s[:, 0]) + 0.7 * np.exp(s[:, 1]))        # one checkpoint
 >>> ev = evidence_from_arrays(task, ("memorizing", "generalizing"), t, s, diversity=[4],
 ...     step=[10], loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
->>> table = condition_metrics(ev, np.array([[0.3, 0.7]]))
+>>> table = condition_metrics(ev, np.array([[0.3, 0.7]]), from_tokens=True)
 >>> table[["split", "tvd", "spearman"]].round(6).values.tolist()
 [['id', 0.0, 1.0], ['ood', 0.0, 1.0]]
+>>> tabulated = condition_metrics(ev, np.array([[0.3, 0.7]]))     # read between nodes
+>>> bool(np.allclose(tabulated["tvd"], 0.0, atol=1e-3))
+True
 """
 
 from __future__ import annotations
@@ -45,15 +49,14 @@ import pandas as pd
 
 from . import observe
 from .errors import BayesiclError
-from .evidence.statistics import PREPARED_BYTES, sequence_chunk
+from .evidence.metric_tables import DEFAULT_METRICS, LINEAR, average_ranks
+from .evidence.statistics import PREPARED_BYTES, quintic_hermite, sequence_chunk
+from .evidence.tabulation import REFERENCE
 from .families import family_spec
 from .seeds import stream
 
 SPLITS = ("id", "ood")
 SUBSETS = ("fit", "heldout", "all")
-#: Metrics of a family whose spec names none (`bayesicl.families.FamilySpec.metrics`: the
-#: family's "other" metrics of docs/model.md#metrics, plus the fit's objective).
-DEFAULT_METRICS = ("tvd", "spearman", "kl")
 #: Floats per chunk of conditions (bounds memory).
 CHUNK_FLOATS = 1 << 23
 
@@ -63,19 +66,22 @@ def metric_names(evidence) -> tuple[str, ...]:
     return family_spec(evidence.task).metrics or DEFAULT_METRICS
 
 
-def condition_metrics(evidence, predicted_weights) -> pd.DataFrame:
+def condition_metrics(evidence, predicted_weights, from_tokens: bool = False) -> pd.DataFrame:
     """Per condition and split ("id", "ood"): the family's metrics of h_c = Σ_s w_cs s vs T_c.
 
     predicted_weights (C, S) in the order of `evidence.strategies`. Returns one row per
     (condition, split) with condition, run, diversity, seed, step, split and the metrics.
+    Read from the evidence's metric tables where it has them (see the module docstring);
+    `from_tokens` reads the outputs instead, exact at any weight.
     """
-    return _metrics_tables(evidence, {"h": (_check_weights(evidence, predicted_weights), _mixture)})["h"]
+    return _metrics_tables(evidence, {"h": (_check_weights(evidence, predicted_weights), _mixture)},
+                           from_tokens)["h"]
 
 
 def fit_metrics(evidence, predicted_weights, in_fit, seed,
-                expected_observed: dict[str, np.ndarray] | None = None):
-    """`condition_metrics`, `summarize_metrics` and `baselines` in one pass over the outputs:
-    returns (table, summary, baselines).
+                expected_observed: dict[str, np.ndarray] | None = None, from_tokens: bool = False):
+    """`condition_metrics`, `summarize_metrics` and `baselines` in one pass over the metric
+    tables (or the outputs: `condition_metrics`): returns (table, summary, baselines).
 
     >>> import bayesicl as bic
     >>> from bayesicl.evidence import evidence_from_arrays
@@ -92,7 +98,7 @@ def fit_metrics(evidence, predicted_weights, in_fit, seed,
     random_weights = _random_weights(evidence, seed)
     unused = np.zeros_like(weights)                                # C ignores the weights
     tables = _metrics_tables(evidence, {"h": (weights, _mixture), "constant": (unused, _constant_output),
-                                        "random": (random_weights, _mixture)})
+                                        "random": (random_weights, _mixture)}, from_tokens)
     num_conditions = evidence.num_conditions
     summary = _summarize(evidence, tables["h"], weights[:, 0], in_fit, expected_observed)
     base = {"constant": _summarize(evidence, tables["constant"], np.zeros(num_conditions), in_fit),
@@ -174,27 +180,6 @@ def _ranked_correlation(rank_p: np.ndarray, rank_q: np.ndarray) -> np.ndarray:
         return np.where(norm > 0, (rank_p * rank_q).sum(axis=-1) / np.where(norm > 0, norm, 1.0), np.nan)
 
 
-def average_ranks(x) -> np.ndarray:
-    """Ranks (1-based) over the last axis, ties sharing their average rank.
-
-    Ordinal ranks come from sorting; only the rows with a tie (rare, except for a constant
-    prediction) are re-ranked exactly by counting comparisons.
-
-    >>> average_ranks(np.array([0.3, 0.1, 0.3, 0.2])).tolist()
-    [3.5, 1.0, 3.5, 2.0]
-    """
-    x = np.asarray(x)
-    ranks = np.argsort(np.argsort(x, axis=-1), axis=-1) + 1.0
-    ordered = np.sort(x, axis=-1)
-    tied = (ordered[..., 1:] == ordered[..., :-1]).any(axis=-1)
-    if tied.any():
-        rows = x[tied]
-        below = (rows[..., None, :] < rows[..., :, None]).sum(axis=-1)
-        equal = (rows[..., None, :] == rows[..., :, None]).sum(axis=-1)
-        ranks[tied] = below + (equal + 1.0) / 2.0
-    return ranks
-
-
 def r_squared(truth, prediction, axis) -> np.ndarray:
     """R² = 1 − Σ(truth − prediction)² / Σ(truth − mean truth)², over `axis`.
 
@@ -237,9 +222,74 @@ def _constant_output(weights: np.ndarray, strategies: observe.Prepared) -> np.nd
     return np.full(shape, 1.0 / shape[-1])
 
 
-def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]]) -> dict[str, pd.DataFrame]:
+def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]],
+                    from_tokens: bool = False) -> dict[str, pd.DataFrame]:
     """Per (condition, split) metrics of h = predict(weights (c, S), strategies) against T, for
-    every {name: (weights, predict)} at once.
+    every {name: (weights, predict)} at once: from the metric tables when the evidence has
+    them (and not `from_tokens`), else from the tokens (`_token_sums`)."""
+    names = metric_names(evidence)
+    if not from_tokens and "metric_split" in evidence.statistics.dims:
+        values = {name: _tabulated(evidence, weights, predict) for name, (weights, predict) in predictors.items()}
+    else:
+        values = _token_metrics(evidence, predictors)
+    out = {}
+    for name in predictors:
+        frames = []
+        for k, split in enumerate(SPLITS):
+            frame = evidence.conditions[["condition", "run", "diversity", "seed", "step"]].copy()
+            frame.insert(5, "split", split)
+            for metric in names:
+                frame[metric] = values[name][metric][:, k]
+            frames.append(frame)
+        out[name] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+def _tabulated(evidence, weights: np.ndarray, predict) -> dict[str, np.ndarray]:
+    """{metric: (C, 2) over the splits} of h = predict(weights) read from the metric tables."""
+    statistics = evidence.statistics
+    split_order = [list(statistics["metric_split"].values).index(split) for split in SPLITS]
+    out: dict[str, np.ndarray] = {}
+    if predict is _constant_output:
+        for metric in metric_names(evidence):
+            out[metric] = statistics[f"constant_{metric}"].values[:, split_order]
+        return out
+    nodes = statistics["node_value"].values
+    w = np.clip(weights[:, 0], 0.0, 1.0)
+    for metric in metric_names(evidence):
+        if metric in LINEAR:
+            out[metric] = _linear(statistics["metric_node_value"].values,
+                                  statistics[f"metric_{metric}"].values[:, split_order], w)
+        elif metric == "kl":
+            tables = [statistics[f"metric_kl{suffix}"].values[:, split_order] for suffix in ("", "_slope", "_curvature")]
+            out[metric] = quintic_hermite(nodes, *tables, np.repeat(w[:, None], len(SPLITS), axis=1))[0]
+        else:                                                         # mse, r2 of the regression quadratic
+            others = [s for s in range(weights.shape[1]) if s != REFERENCE]
+            delta = weights[:, None, others] - statistics["metric_quadratic_center"].values[:, split_order]
+            matrix = statistics["metric_quadratic_matrix"].values[:, split_order]
+            mse = statistics["metric_quadratic_star"].values[:, split_order] \
+                + np.einsum("cki,ckij,ckj->ck", delta, matrix, delta)
+            if metric == "mse":
+                out[metric] = mse
+            else:
+                variance = statistics["transformer_variance"].values[:, split_order]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[metric] = np.where(variance > 0, 1.0 - mse / np.where(variance > 0, variance, 1.0), np.nan)
+    return out
+
+
+def _linear(nodes: np.ndarray, table: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """table (C, split, K) at the nodes, read linearly at w (C,) → (C, split); a NaN node
+    value only reaches the weights that lean on it."""
+    k = np.clip(np.searchsorted(nodes, w, side="right") - 1, 0, nodes.size - 2)
+    fraction = ((w - nodes[k]) / (nodes[k + 1] - nodes[k]))[:, None]
+    rows = np.arange(len(w))
+    low, high = table[rows, :, k], table[rows, :, k + 1]
+    return np.where(fraction < 1, (1 - fraction) * low, 0.0) + np.where(fraction > 0, fraction * high, 0.0)
+
+
+def _token_metrics(evidence, predictors: dict[str, tuple[np.ndarray, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """{predictor: {metric: (C, 2)}} of every predictor, from the tokens.
 
     One pass over the evidence's source: run by run (each run's strategies are prepared
     once), block by block of its checkpoints, over chunks of a block's conditions; T is
@@ -289,17 +339,13 @@ def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]]) -> 
                             for metric, (total, count) in _chunk_metrics(names, t, h, t_ranks).items():
                                 sums[(name, split, metric)][rows] += total
                                 counts[(name, split, metric)][rows] += count
-    out = {}
+    out: dict[str, dict[str, np.ndarray]] = {}
     for name in predictors:
-        frames = []
-        for split in SPLITS:
-            frame = evidence.conditions[["condition", "run", "diversity", "seed", "step"]].copy()
-            frame.insert(5, "split", split)
-            for metric in names:
-                with np.errstate(invalid="ignore", divide="ignore"):     # no defined value: NaN
-                    frame[metric] = sums[(name, split, metric)] / counts[(name, split, metric)]
-            frames.append(frame)
-        out[name] = pd.concat(frames, ignore_index=True)
+        out[name] = {}
+        for metric in names:
+            with np.errstate(invalid="ignore", divide="ignore"):         # no defined value: NaN
+                out[name][metric] = np.stack([sums[(name, split, metric)] / counts[(name, split, metric)]
+                                              for split in SPLITS], axis=1)
     return out
 
 

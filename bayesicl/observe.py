@@ -56,9 +56,12 @@ def normalize_log_probs(log_p, dtype=np.float64) -> np.ndarray:
     >>> normalize_log_probs(np.log([0.2, 0.2])).round(3).tolist()
     [-0.693, -0.693]
     """
-    log_p = np.maximum(np.asarray(log_p, dtype=dtype), LOG_FLOOR)
+    log_p = np.maximum(np.asarray(log_p, dtype=dtype), LOG_FLOOR, order="C")   # a new array: changed in place
     top = log_p.max(axis=-1, keepdims=True)
-    return log_p - (top + np.log(np.exp(log_p - top).sum(axis=-1, keepdims=True)))
+    log_p -= top
+    total = np.exp(log_p).sum(axis=-1, keepdims=True)
+    log_p -= np.log(total)
+    return log_p
 
 
 def kl(log_p, log_q, dtype=np.float64) -> np.ndarray:
@@ -121,7 +124,7 @@ def prepare(outputs, kind: str, scored, dtype=np.float64) -> Prepared:
         log_p = normalize_log_probs(outputs, dtype)
         return Prepared(log_p, np.exp(log_p))
     if kind == "predictions":
-        return Prepared(outputs.astype(dtype, copy=False), None)
+        return Prepared(np.ascontiguousarray(outputs, dtype=dtype), None)
     raise BayesiclError(f"unknown output kind {kind!r}; expected one of {OUTPUT_KINDS}")
 
 

@@ -90,7 +90,7 @@ def peak_rss_mb() -> float:
 
 
 def stage(name: str, store: Path, scale: float, cache: Path, loss_sequences: int | None = None,
-          draws: int = 500, seed: int = 0) -> dict:
+          draws: int = 500, seed: int = 0, compare_metrics: bool = False) -> dict:
     """One stage in this process: write, evidence, map or nuts."""
     os.environ["BAYESICL_CACHE_DIR"] = str(cache)
     began = time.perf_counter()
@@ -111,6 +111,23 @@ def stage(name: str, store: Path, scale: float, cache: Path, loss_sequences: int
             out["params"] = result.report["params"]
             out["objective"] = result.report["objective"]["map_exact"]
             out["metrics_fit_id"] = result.report["metrics"]["fit"]["id"]
+            if compare_metrics and name == "nuts":     # the tabulated metrics against the tokens
+                import numpy as np
+
+                from bayesicl import metrics
+
+                table = result.conditions[result.conditions["split"] == "id"].sort_values("condition")
+                w = table["predicted_weight"].to_numpy()
+                weights = np.stack([w, 1 - w], axis=1)
+                began = time.perf_counter()
+                tokens = metrics.condition_metrics(evidence, weights, from_tokens=True)
+                out["token_pass_s"] = time.perf_counter() - began
+                tabulated = metrics.condition_metrics(evidence, weights)
+                out["metrics_vs_tokens"] = {
+                    name: {"max_abs_difference": float(np.nanmax(np.abs(tabulated[name] - tokens[name]))),
+                           "mean_tabulated": float(np.nanmean(tabulated[name])),
+                           "mean_tokens": float(np.nanmean(tokens[name]))}
+                    for name in metrics.metric_names(evidence)}
     out["wall_s"] = time.perf_counter() - began
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -126,34 +143,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=500, help="NUTS warm-up and draws per chain (2 chains)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the pools, evaluation sets, planted run effects and noise (default: 0)")
+    parser.add_argument("--chain-devices", type=int, default=None,
+                        help="run the 2 NUTS chains on this many CPU devices (BAYESICL_CHAIN_DEVICES; default: 1)")
+    parser.add_argument("--compare-metrics", action="store_true",
+                        help="after the fits, also compute their metrics from the tokens and report the differences")
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
         print(json.dumps(stage(args.stage, Path(args.store), args.scale, Path(args.cache), args.loss_sequences,
-                               args.draws, args.seed)))
+                               args.draws, args.seed, args.compare_metrics)))
         return 0
     suffix = f"-seed{args.seed}" if args.seed else ""
     out = Path(args.out or Path(__file__).parent / "results" / f"paper_scale-{args.scale:g}{suffix}.json")
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(args.store or Path(tmp) / "store")
         results = {"scale": args.scale, "seed": args.seed, "loss_sequences": args.loss_sequences, "draws": args.draws,
-                   "load_average": os.getloadavg(), "stages": {}}
+                   "chain_devices": args.chain_devices or 1, "load_average": os.getloadavg(), "stages": {}}
+        environment = dict(os.environ)
+        if args.chain_devices:
+            environment["BAYESICL_CHAIN_DEVICES"] = str(args.chain_devices)
         # The store is written with its own cache, so that the evidence build starts cold.
         caches = {"write": Path(tmp) / "write-cache", "evidence": Path(tmp) / "cache",
                   "map": Path(tmp) / "cache", "nuts": Path(tmp) / "cache"}
         for name in ("write", "evidence", "map", "nuts"):
             extra = ["--loss-sequences", str(args.loss_sequences)] if args.loss_sequences else []
+            extra += ["--compare-metrics"] if args.compare_metrics else []
             done = subprocess.run([sys.executable, __file__, "--stage", name, "--store", str(store),
                                    "--scale", str(args.scale), "--cache", str(caches[name]),
                                    "--draws", str(args.draws), "--seed", str(args.seed), *extra],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, env=environment)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)
                 return 1
             results["stages"][name] = json.loads(done.stdout.strip().splitlines()[-1])
             row = results["stages"][name]
-            print(f"{name:9s} {row['wall_s']:8.1f} s  peak RSS {row['peak_rss_mb']:7.0f} MB", flush=True)
+            fit = f"  (fit {row['fit_s']:.1f} s)" if "fit_s" in row else ""
+            print(f"{name:9s} {row['wall_s']:8.1f} s  peak RSS {row['peak_rss_mb']:7.0f} MB{fit}", flush=True)
         results["store_mb"] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2 ** 20
     nuts = results["stages"]["nuts"]["params"]
     results["recovered"] = {k: {"truth": TRUTH[k], **{q: nuts[k].get(q) for q in nuts[k]}} for k in TRUTH}

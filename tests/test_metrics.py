@@ -34,11 +34,16 @@ def urns_evidence(rng, num_strategies=2, steps=(10, 20, 30, 40), diversities=(4,
                                 loss=ones, complexity=ones, cutoff="all")
 
 
-def test_tvd_and_spearman_match_direct_computations():
+@pytest.mark.parametrize("read", ["tokens", "tables at nodes"])
+def test_tvd_and_spearman_match_direct_computations(read):
     rng = np.random.default_rng(0)
     ev = urns_evidence(rng)
     weights = rng.dirichlet(np.ones(2), size=ev.num_conditions)
-    table = metrics.condition_metrics(ev, weights)
+    if read == "tables at nodes":            # exact there (bayesicl.evidence.metric_tables)
+        nodes = ev.statistics["metric_node_value"].values
+        weights[:, 0] = nodes[np.searchsorted(nodes, weights[:, 0])]
+        weights[:, 1] = 1 - weights[:, 0]
+    table = metrics.condition_metrics(ev, weights, from_tokens=read == "tokens")
     assert len(table) == 2 * ev.num_conditions
     strategy = np.exp(ev.arrays["strategy"].values.astype(np.float64))
     transformer = np.exp(ev.arrays["transformer"].values.astype(np.float64))
@@ -92,15 +97,19 @@ def test_agreement_is_the_fraction_of_queries_with_the_same_argmax_label():
     transformer = np.log(rng.dirichlet(np.ones(2), size=(2, 3, 40, 1)))
     ev = evidence_from_arrays(task, STRATEGIES, transformer, strategies, diversity=[4, 4], step=[1, 2],
                               loss=np.ones((1, 2)), complexity=np.ones((1, 2)), cutoff="all")
-    weights = np.array([[0.3, 0.7], [0.9, 0.1]])
-    table = metrics.condition_metrics(ev, weights)
-    for c in range(2):
+    nodes = ev.statistics["metric_node_value"].values
+    weights = np.array([[0.3, 0.7], [0.9, 0.1], [nodes[40], 1 - nodes[40]], [nodes[420], 1 - nodes[420]]])
+    tokens = metrics.condition_metrics(ev, weights[:2], from_tokens=True)
+    tables = metrics.condition_metrics(ev, weights[2:])                 # exact at the nodes
+    for c in range(4):
+        table = tokens if c < 2 else tables
+        c, w = c % 2, weights[c]
         for k, split in enumerate(("id", "ood")):
-            h = weights[c, 0] * np.exp(strategies[0, 0, k]) + weights[c, 1] * np.exp(strategies[0, 1, k])
+            h = w[0] * np.exp(strategies[0, 0, k]) + w[1] * np.exp(strategies[0, 1, k])
             agree = np.mean([np.argmax(h[b, 0]) == np.argmax(transformer[c, k, b, 0]) for b in range(40)])
             row = table[(table["condition"] == c) & (table["split"] == split)].iloc[0]
             assert row["agreement"] == pytest.approx(agree)
-    assert set(table["split"]) == {"id", "ood"}                 # the IWL probe is never scored
+    assert set(tables["split"]) == {"id", "ood"}                # the IWL probe is never scored
 
 
 def test_summary_splits_fit_heldout_all_and_correlation_is_pearson_of_weights():

@@ -27,9 +27,13 @@ SEQUENCES, LENGTH, CHECKPOINTS = 256, 128, 100
 # Peak RSS is the child's own VmHWM (Linux), not ru_maxrss: a child started by posix_spawn or
 # vfork inherits its parent's high-water mark in ru_maxrss, so inside a large pytest process
 # every child would report at least the parent's peak (2.6 GB in a full test run).
+# The block budget is scaled down with the run (8 MB for 2 MB checkpoints, as the default
+# 128 MB is for the paper's 4 MB ones): memory is bounded by the budget, whatever the
+# number of checkpoints, and here the budget is smaller than the 25 checkpoints' tokens.
 PEAK = """
 import sys
-from bayesicl.evidence import build_evidence
+from bayesicl.evidence import build_evidence, stream
+stream.BLOCK_BYTES = 8 << 20
 evidence = build_evidence(sys.argv[1], loss_sequences=16, cache=False)
 assert evidence.num_conditions == int(sys.argv[2]), evidence.num_conditions
 print(int([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]) * 1024)

@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from .. import observe
-from .tabulation import CHUNK_ENTRIES, NODES, chebyshev_nodes, curve_sums
+from .metric_tables import LINEAR, METRIC_NODES, StrategyMetrics, constant_sums, tabulated, total_squares
+from .tabulation import NODES, chebyshev_nodes, curve_sums
 from .tabulation import quadratic_tables as condition_quadratics
 
 #: Splits whose distances enter the evidence (and, ID only, the fit).
@@ -48,6 +50,9 @@ CHUNK_FLOATS = 1 << 22
 #: number of sequences. The paper's urns size (500 per split) is one chunk. Regression tables
 #: and convex weights (more than two strategies) need a whole condition: no sequence chunks.
 CHUNK_SEQUENCES = 512
+#: Token entries per chunk of the objective's tables (`kl_sums`): 3 × `NODES` × this float64
+#: stay in a processor's cache.
+KL_CHUNK_ENTRIES = 2048
 #: Bytes of prepared (float64) strategy outputs kept per run; above it, each chunk of
 #: sequences is prepared again when it is needed (memory bounded, some time spent).
 PREPARED_BYTES = 64 << 20
@@ -75,8 +80,11 @@ class RunObserver:
     """
 
     def __init__(self, strategy: np.ndarray, splits: Sequence[str], strategies: Sequence[str],
-                 output_kind: str, scored: np.ndarray, nodes: np.ndarray):
+                 output_kind: str, scored: np.ndarray, nodes: np.ndarray, metrics: Sequence[str] = ()):
         self.splits = list(splits)
+        #: The metrics tabulated over w_M (`bayesicl.evidence.metric_tables`); none with more
+        #: than two strategies (a fit then reads the tokens for them).
+        self.metrics = tuple(metrics) if tabulated(metrics, output_kind, len(strategies)) else ()
         self.strategies = tuple(strategies)
         self.kind = output_kind
         self.scored = np.asarray(scored, dtype=bool)
@@ -91,6 +99,7 @@ class RunObserver:
         prepared = 2 * 8 * num_strategies * num_sequences * per_sequence * len(DISTANCE_SPLITS)
         self._keep = len(self.parts) == 1 or prepared <= PREPARED_BYTES
         self._prepared: dict[tuple[str, int], observe.Prepared] = {}
+        self._metric_views: dict[tuple[str, int], StrategyMetrics] = {}
         self.d_mg = {split: sum(float(_distance_sum(_pick(s, 0), _pick(s, 1)))
                                 for s in self._each_part(split)) / self.tokens
                      for split in DISTANCE_SPLITS}
@@ -111,62 +120,107 @@ class RunObserver:
                 self._prepared[(split, part)] = found
         return found
 
+    def metric_view(self, split: str, part: int) -> StrategyMetrics:
+        """The metric tables' view of the strategies on chunk `part` of `split` (kept as
+        `prepared` keeps its chunks)."""
+        found = self._metric_views.get((split, part))
+        if found is None:
+            found = StrategyMetrics(self.metrics, self.prepared(split, part), chebyshev_nodes(METRIC_NODES))
+            if self._keep:
+                self._metric_views[(split, part)] = found
+        return found
+
     def _each_part(self, split: str):
         return (self.prepared(split, p) for p in range(len(self.parts)))
 
     def observe(self, transformer: np.ndarray, tables: bool = True) -> tuple[dict, dict]:
-        """(observations, objective tables) of a block of conditions, transformer (c, split,
-        B, P, O). Observations are {name: (c, 2) array} over `DISTANCE_SPLITS` for each of
+        """(observations, tables) of a block of conditions, transformer (c, split, B, P, O).
+        Observations are {name: (c, 2) array} over `DISTANCE_SPLITS` for each of
         `OBSERVATIONS` (and convex_weight (c, 2, S) with more than two strategies); tables
-        {name: (c, ...) array} (none when `tables` is False)."""
+        {name: (c, ...) array}: the ID objective's and the metric tables (none when `tables`
+        is False).
+
+        Each split's chunk of sequences is prepared for the whole block once: the tables are
+        products of the block's conditions with what the strategies give at the nodes, which
+        is computed once per block; the distances and the metric sums work through it in
+        chunks of conditions (`CHUNK_FLOATS`).
+        """
         count, num_strategies = transformer.shape[0], len(self.strategies)
         columns: dict[str, np.ndarray] = {name: np.empty((count, len(DISTANCE_SPLITS))) for name in OBSERVATIONS}
         if num_strategies > 2:
             columns["convex_weight"] = np.empty((count, len(DISTANCE_SPLITS), num_strategies))
-        found: dict[str, list] = {}
+        objective: dict[str, np.ndarray] = {}
+        split_tables: dict[str, np.ndarray] = {}       # the metric tables, (c, split, ...)
         part_floats = (self.parts[0].stop - self.parts[0].start) * int(self.scored.sum()) \
             * transformer.shape[-1] * num_strategies
         chunk = max(1, CHUNK_FLOATS // max(part_floats, 1))
+        chunks = [slice(start, start + chunk) for start in range(0, count, chunk)]
         single = len(self.parts) == 1
+        metrics = self.metrics if tables else ()
         for i, split in enumerate(DISTANCE_SPLITS):
             k = self.splits.index(split)
-            d_t = np.empty((count, num_strategies))
-            interpolation = np.empty(count)
-            convex = np.full((count, num_strategies), np.nan)
+            sums = np.zeros((count, num_strategies))
+            tabled: dict[str, np.ndarray] = {}
+            metric_sums: dict[str, list[np.ndarray]] = {}
+            kept = None
+            for p, part in enumerate(self.parts):
+                s = self.prepared(split, p)
+                t = observe.prepare(transformer[:, k, part], self.kind, self.scored)   # (c, b, P', O)
+                kept = t if single else None
+                for rows in chunks:
+                    t_rows = _rows(t, rows)
+                    sums[rows] += _distance_sum(_expand(t_rows), s)
+                    if metrics:
+                        found = self.metric_view(split, p).sums(t_rows)
+                        found.update({f"constant_{name}": value for name, value in constant_sums(metrics, t_rows).items()})
+                        if self.kind == "predictions":
+                            found["transformer_variance"] = (total_squares(t_rows),
+                                                             np.full(len(t_rows.values), float(t_rows.values[0].size)))
+                        for name, (total, number) in found.items():
+                            if name not in metric_sums:
+                                metric_sums[name] = [np.zeros((count,) + total.shape[1:]),
+                                                     np.zeros((count,) + total.shape[1:])]
+                            metric_sums[name][0][rows] += total
+                            metric_sums[name][1][rows] += number
+                if (split == "id" or metrics) and tables:
+                    for name, value in self._tables(t, s).items():
+                        tabled[name] = tabled[name] + value if name in tabled else value
+                del t
+            tabled = {name: value / self.tokens if name in KL_SUMS else value for name, value in tabled.items()}
+            if split == "id":
+                objective = tabled
+            metric_tables: dict[str, np.ndarray] = {}
+            for name, (total, number) in metric_sums.items():
+                key = name if name.startswith("constant_") or name == "transformer_variance" else f"metric_{name}"
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    metric_tables[key] = np.where(number > 0, total / np.where(number > 0, number, 1.0), np.nan)
+            for name, value in tabled.items():           # kl and the regression quadratic, on this split
+                if metrics and name in METRIC_TABLES:
+                    metric_tables[METRIC_TABLES[name]] = value
+            for name, value in metric_tables.items():
+                if name not in split_tables:
+                    split_tables[name] = np.full((count, len(DISTANCE_SPLITS)) + value.shape[1:], np.nan)
+                split_tables[name][:, i] = value
+            d_t = sums / self.tokens
             d_mg = np.full(count, self.d_mg[split])
-            for start in range(0, count, chunk):
-                rows = slice(start, start + chunk)
-                sums = np.zeros((len(transformer[rows]), num_strategies))
-                tabled: dict[str, np.ndarray] = {}
-                for p, part in enumerate(self.parts):
-                    s = self.prepared(split, p)
-                    t = observe.prepare(transformer[rows, k, part], self.kind, self.scored)   # (c, b, P', O)
-                    sums += _distance_sum(_expand(t), s)
-                    if split == "id" and tables:
-                        for name, value in self._tables(t, s).items():
-                            tabled[name] = tabled[name] + value if name in tabled else value
-                d_t[rows] = sums / self.tokens
-                weight = observe.observed_weight(observe.relative_distance(d_t[rows, 0], d_t[rows, 1], d_mg[rows]))
-                between = np.zeros(len(weight))
-                for p, part in enumerate(self.parts):    # d(T, w̃M + (1 − w̃)G) needs w̃ of all the sequences
-                    s = self.prepared(split, p)
-                    if not single:
-                        t = observe.prepare(transformer[rows, k, part], self.kind, self.scored)
-                    between += _distance_sum(t, _interpolate(_pick(s, 0), _pick(s, 1), weight))
-                interpolation[rows] = np.where(np.isnan(weight), np.nan, between / self.tokens)
-                if num_strategies > 2:
-                    convex[rows] = observe.convex_weights(transformer[rows, k], self.strategy[:, k][None],
-                                                          self.kind, self.scored)
-                for name, value in tabled.items():
-                    found.setdefault(name, []).append(value / self.tokens if name in KL_SUMS else value)
+            weight = observe.observed_weight(observe.relative_distance(d_t[:, 0], d_t[:, 1], d_mg))
+            between = np.zeros(count)
+            for p, part in enumerate(self.parts):        # d(T, w̃M + (1 − w̃)G) needs w̃ of all the sequences
+                s = self.prepared(split, p)
+                t = kept if single else observe.prepare(transformer[:, k, part], self.kind, self.scored)
+                for rows in chunks:
+                    between[rows] += _distance_sum(_rows(t, rows), _interpolate(_pick(s, 0), _pick(s, 1), weight[rows]))
+            interpolation = np.where(np.isnan(weight), np.nan, between / self.tokens)
+            if num_strategies > 2:
+                columns["convex_weight"][:, i] = np.concatenate([
+                    observe.convex_weights(transformer[rows, k], self.strategy[:, k][None], self.kind, self.scored)
+                    for rows in chunks])
             r_split = observe.relative_distance(d_t[:, 0], d_t[:, 1], d_mg)
             columns["d_TM"][:, i], columns["d_TG"][:, i], columns["d_MG"][:, i] = d_t[:, 0], d_t[:, 1], d_mg
             columns["r"][:, i] = r_split
             columns["observed_weight"][:, i] = observe.observed_weight(r_split)
             columns["interpolation_distance"][:, i] = interpolation
-            if num_strategies > 2:
-                columns["convex_weight"][:, i] = convex
-        return columns, {name: np.concatenate(parts) for name, parts in found.items()}
+        return columns, {**objective, **split_tables}
 
     def _tables(self, t: observe.Prepared, s: observe.Prepared) -> dict[str, np.ndarray]:
         """The ID objective tables of prepared conditions t (c, b, P', O) against the prepared
@@ -203,6 +257,11 @@ class RunObserver:
 
 #: The tables `kl_sums` returns: sums over token entries, divided by their count at the end.
 KL_SUMS = ("objective_value", "objective_slope", "objective_curvature")
+#: The objective's tables on each split, as the metric tables name them: KL(T‖h) is the
+#: metric kl, and the regression quadratic gives mse and r2 (`bayesicl.evidence.metric_tables`).
+METRIC_TABLES = {"objective_value": "metric_kl", "objective_slope": "metric_kl_slope",
+                 "objective_curvature": "metric_kl_curvature", "quadratic_star": "metric_quadratic_star",
+                 "quadratic_center": "metric_quadratic_center", "quadratic_matrix": "metric_quadratic_matrix"}
 
 
 def kl_tables(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray]:
@@ -222,24 +281,33 @@ def kl_tables(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.n
 
 def kl_sums(log_t: np.ndarray, p_t: np.ndarray, probs: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray]:
     """`kl_tables` times the number of (sequence, position) pairs: sums, so that chunks of
-    sequences add up."""
+    sequences add up.
+
+    Works through the token entries in chunks of `KL_CHUNK_ENTRIES`: for each, log h, δ/h and
+    (δ/h)² at every node (what the strategies give, computed once for all the conditions given)
+    are stacked into one matrix and multiplied with the conditions' probabilities (one BLAS
+    product; small chunks stay in the processor's cache)."""
     lt = log_t.reshape(log_t.shape[0], -1)
     pt = p_t.reshape(p_t.shape[0], -1)
     m, g = probs[0].reshape(-1), probs[1].reshape(-1)
-    value = np.einsum("ci,ci->c", pt, lt)[:, None] * np.ones(nodes.size)
-    slope = np.zeros((lt.shape[0], nodes.size))
-    curvature = np.zeros((lt.shape[0], nodes.size))
-    for start in range(0, m.size, CHUNK_ENTRIES):
-        part = slice(start, start + CHUNK_ENTRIES)
+    size = nodes.size
+    stacked = np.empty((3 * size, min(KL_CHUNK_ENTRIES, m.size)))
+    products = np.zeros((lt.shape[0], 3 * size))
+    for start in range(0, m.size, KL_CHUNK_ENTRIES):
+        part = slice(start, start + KL_CHUNK_ENTRIES)
         delta = m[part] - g[part]
-        h = np.maximum(g[part][None, :] + nodes[:, None] * delta[None, :], observe.PROBABILITY_FLOOR)
-        ratio = delta[None, :] / h
-        # einsum, not `@`: a multi-threaded BLAS on a busy 2-core machine spends longer
-        # waiting for its threads than computing (see bayesicl.inference.objective).
-        value -= np.einsum("ci,ki->ck", pt[:, part], np.log(h))
-        slope -= np.einsum("ci,ki->ck", pt[:, part], ratio)
-        curvature += np.einsum("ci,ki->ck", pt[:, part], ratio * ratio)
-    return {"objective_value": value, "objective_slope": slope, "objective_curvature": curvature}
+        width = delta.size
+        h, ratio, squared = stacked[:size, :width], stacked[size:2 * size, :width], stacked[2 * size:, :width]
+        np.multiply(nodes[:, None], delta[None, :], out=h)
+        h += g[part]
+        np.maximum(h, observe.PROBABILITY_FLOOR, out=h)
+        np.divide(delta[None, :], h, out=ratio)
+        np.multiply(ratio, ratio, out=squared)
+        np.log(h, out=h)
+        products += pt[:, part] @ stacked[:, :width].T
+    entropy = np.einsum("ci,ci->c", pt, lt)[:, None]
+    return {"objective_value": entropy - products[:, :size], "objective_slope": -products[:, size:2 * size],
+            "objective_curvature": products[:, 2 * size:].copy()}
 
 
 def quadratic_tables(transformer: np.ndarray, strategies: np.ndarray) -> dict[str, np.ndarray]:
@@ -295,17 +363,46 @@ def quintic_hermite(nodes, values, slopes, curvatures, x) -> tuple[np.ndarray, n
 
 def collect(source, strategies: Sequence[str], output_kind: str, scored: np.ndarray,
             num_conditions: int, nodes: int | None = None,
-            progress=None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+            progress=None, metrics: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Stream `source` once: (the observations of every condition, {name: (C, split[, S])}
-    as `RunObserver.observe`, the statistics' variables {name: (dims, values)})."""
+    as `RunObserver.observe`, the statistics' variables {name: (dims, values)}), with the
+    tables of the metrics `metrics` (`bayesicl.evidence.metric_tables`) where they can be built."""
     grid = chebyshev_nodes(NODES if nodes is None else nodes)
     columns: dict[str, np.ndarray] = {}
     tables: dict[str, np.ndarray] = {}
     curve_values = np.empty((source.num_runs, len(DISTANCE_SPLITS), grid.size))
     curve_slopes = np.empty_like(curve_values)
     runs = range(source.num_runs) if progress is None else progress(range(source.num_runs))
+    with threadpool_limits(1, user_api="blas"):
+        _collect_runs(source, runs, strategies, output_kind, scored, grid, metrics, num_conditions,
+                      columns, tables, curve_values, curve_slopes)
+    variables: dict[str, Any] = {"curve_value": (("run", "curve_split", "node"), curve_values),
+                                 "curve_slope": (("run", "curve_split", "node"), curve_slopes),
+                                 "node_value": (("node",), grid)}
+    if any(name.removeprefix("metric_") in LINEAR for name in tables):
+        variables["metric_node_value"] = (("metric_node",), chebyshev_nodes(METRIC_NODES))
+    dims = {"objective_value": ("condition", "node"), "objective_slope": ("condition", "node"),
+            "objective_curvature": ("condition", "node"), "quadratic_star": ("condition",),
+            "quadratic_center": ("condition", "other"), "quadratic_matrix": ("condition", "other", "other_2")}
+    for name, value in tables.items():
+        if name in dims:
+            variables[name] = (dims[name], value)
+        elif name.startswith("metric_quadratic_"):
+            variables[name] = (("condition", "metric_split") + dims[name.removeprefix("metric_")][1:], value)
+        elif name.startswith("metric_kl"):         # (condition, metric_split, node)
+            variables[name] = (("condition", "metric_split", "node"), value)
+        elif value.ndim == 3:                      # metric_<linear>: (condition, metric_split, metric_node)
+            variables[name] = (("condition", "metric_split", "metric_node"), value)
+        else:                                      # constant_<name>, transformer_variance: (condition, metric_split)
+            variables[name] = (("condition", "metric_split"), value)
+    return columns, variables
+
+
+def _collect_runs(source, runs, strategies, output_kind, scored, grid, metrics, num_conditions,
+                  columns, tables, curve_values, curve_slopes) -> None:
+    """`collect`'s loop over the runs, filling its arrays."""
     for r in runs:
-        observer = RunObserver(source.strategy(r), source.splits, strategies, output_kind, scored, grid)
+        observer = RunObserver(source.strategy(r), source.splits, strategies, output_kind, scored, grid, metrics)
         if len(strategies) >= 2:
             curve_values[r], curve_slopes[r] = observer.curves()
         for rows, block in source.blocks(r):
@@ -319,15 +416,6 @@ def collect(source, strategies: Sequence[str], output_kind: str, scored: np.ndar
                     tables[name] = np.full((num_conditions,) + value.shape[1:], np.nan)
                 tables[name][rows] = value
         del observer
-    variables: dict[str, Any] = {"curve_value": (("run", "curve_split", "node"), curve_values),
-                                 "curve_slope": (("run", "curve_split", "node"), curve_slopes),
-                                 "node_value": (("node",), grid)}
-    dims = {"objective_value": ("condition", "node"), "objective_slope": ("condition", "node"),
-            "objective_curvature": ("condition", "node"), "quadratic_star": ("condition",),
-            "quadratic_center": ("condition", "other"), "quadratic_matrix": ("condition", "other", "other_2")}
-    for name, value in tables.items():
-        variables[name] = (dims[name], value)
-    return columns, variables
 
 
 # -- internals ------------------------------------------------------------------------------------
@@ -344,6 +432,11 @@ def _curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, n
     """The sums behind ρ for a chunk of sequences of M and G (2, b, P', O), as
     `bayesicl.evidence.tabulation.curve_sums`."""
     return curve_sums(pair, grid)
+
+
+def _rows(prepared: observe.Prepared, rows: slice) -> observe.Prepared:
+    """Conditions `rows` of prepared outputs (c, ...)."""
+    return observe.Prepared(prepared.values[rows], None if prepared.probs is None else prepared.probs[rows])
 
 
 def _pick(prepared: observe.Prepared, index: int) -> observe.Prepared:
@@ -379,6 +472,8 @@ def statistics_dataset(variables: dict[str, Any], conditions: pd.DataFrame, spli
     coords = {"condition": conditions["condition"].to_numpy(), "run": runs["run"].to_numpy(),
               "split": list(splits), "strategy_kind": list(strategies),
               "curve_split": list(DISTANCE_SPLITS), "position": np.arange(len(scored)),
+              **({"metric_split": list(DISTANCE_SPLITS)} if any("metric_split" in v[0] for v in variables.values()
+                                                               if isinstance(v, tuple)) else {}),
               "diversity": ("condition", conditions["diversity"].to_numpy()),
               "step": ("condition", conditions["step"].to_numpy()),
               "run_diversity": ("run", runs["diversity"].to_numpy()),

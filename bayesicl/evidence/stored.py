@@ -33,9 +33,10 @@ from .stream import RunSource, load_array, save_array
 from .table import CONDITION_LEVELS, Evidence
 
 #: Layout of an evidence entry; part of its key (2: streamed statistics instead of arrays.nc;
-#: 3: the labelled observations.nc instead of the wide conditions.csv). An entry of another
-#: format is a miss: the evidence is built again.
-EVIDENCE_FORMAT = 3
+#: 3: the labelled observations.nc instead of the wide conditions.csv; 4: the metric tables,
+#: `bayesicl.evidence.metric_tables`). An entry of another format is a miss: the evidence is
+#: built again.
+EVIDENCE_FORMAT = 4
 
 
 def load_evidence(entry: str, runs=None, splits=None):

@@ -37,7 +37,11 @@ from ..runs import reader
 from ..runs.reader import SkippedFolderWarning, find_runs, skipped_folders
 
 #: Bytes of float32 transformer outputs per block of checkpoints (the working set of a pass).
-BLOCK_BYTES = 32 << 20
+#: The objective's tables cost one pass over what the strategies give at every node per block
+#: (`bayesicl.evidence.statistics.kl_sums`), so larger blocks are faster; this bounds the
+#: memory of a pass (about 4× this, with the block's float64 copy) whatever the number of
+#: checkpoints.
+BLOCK_BYTES = 128 << 20
 
 
 def block_size(per_checkpoint_floats: int, budget: int = BLOCK_BYTES) -> int:
@@ -154,12 +158,12 @@ class RunSource:
     """
 
     def __init__(self, runs: Sequence[Any], splits: Sequence[str], strategy_outputs, targets=None,
-                 block_bytes: int = BLOCK_BYTES):
+                 block_bytes: int | None = None):
         self.runs = list(runs)
         self.splits = [str(s) for s in splits]
         self._strategy = strategy_outputs
         self._targets = targets
-        self.block_bytes = block_bytes
+        self.block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
         offsets = np.cumsum([0] + [len(r.steps) for r in self.runs])
         self._rows = [np.arange(offsets[i], offsets[i + 1]) for i in range(len(self.runs))]
 
@@ -207,13 +211,13 @@ class ArraySource:
     P, O), the run of each condition (C,) and optional targets (R, split, B, P, 1)."""
 
     def __init__(self, transformer: np.ndarray, strategy_outputs: np.ndarray, run: np.ndarray,
-                 splits: Sequence[str], target: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES):
+                 splits: Sequence[str], target: np.ndarray | None = None, block_bytes: int | None = None):
         self.transformer = transformer
         self.strategy_outputs = strategy_outputs
         self.run = np.asarray(run)
         self.splits = [str(s) for s in splits]
         self.target_outputs = target
-        self.block_bytes = block_bytes
+        self.block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
 
     @property
     def num_runs(self) -> int:

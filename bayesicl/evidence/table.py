@@ -33,6 +33,7 @@ from ..errors import BayesiclError
 from ..families import family_spec
 from ..tasks import Task
 from ..tasks import task as make_task
+from .metric_tables import DEFAULT_METRICS
 from .statistics import DISTANCE_SPLITS, OBSERVATIONS, RunObserver, collect, statistics_dataset
 from .stream import ArraySource
 from .tabulation import chebyshev_nodes
@@ -370,7 +371,8 @@ def assemble(task: Task, strategies: tuple[str, ...], source, table: pd.DataFram
     the terms per diversity checked, the cutoff applied, the conditions labelled with
     `configuration` (default: the family name)."""
     output_kind = family_spec(task).output_kind
-    observations, variables = collect(source, strategies, output_kind, scored, len(table), progress=progress)
+    observations, variables = collect(source, strategies, output_kind, scored, len(table), progress=progress,
+                                      metrics=family_spec(task).metrics or DEFAULT_METRICS)
     table = table.copy()
     diversities = np.sort(table["diversity"].unique())
     loss = _per_diversity(loss, "loss", strategies, diversities)

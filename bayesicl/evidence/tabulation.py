@@ -23,6 +23,8 @@ NODES = 129
 REFERENCE = 1
 #: Token entries per tabulation chunk (bounds memory at ~NODES × this × 8 bytes).
 CHUNK_ENTRIES = 1 << 15
+#: Token entries per chunk of `curve_sums` (NODES × this float64 stay in a processor's cache).
+CURVE_CHUNK_ENTRIES = 2048
 
 
 def chebyshev_nodes(count: int = NODES) -> np.ndarray:
@@ -70,12 +72,16 @@ def curve_sums(pair: observe.Prepared, grid: np.ndarray) -> tuple[np.ndarray, np
     m, g = pair.probs[0].reshape(-1), pair.probs[1].reshape(-1)
     log_m, log_g = pair.values[0].reshape(-1), pair.values[1].reshape(-1)
     to_g, to_m, curvature = (np.zeros(grid.size) for _ in range(3))
-    for start in range(0, m.size, CHUNK_ENTRIES):
-        part = slice(start, start + CHUNK_ENTRIES)
+    h = np.empty((grid.size, min(CURVE_CHUNK_ENTRIES, m.size)))
+    for start in range(0, m.size, CURVE_CHUNK_ENTRIES):          # cache-sized chunks, in place
+        part = slice(start, start + CURVE_CHUNK_ENTRIES)
         delta = m[part] - g[part]
-        h = np.maximum(g[part][None, :] + grid[:, None] * delta[None, :], observe.PROBABILITY_FLOOR)
-        log_h = np.log(h)
-        to_g += np.einsum("ki,i->k", log_h - log_g[part], delta)      # not `@`: see bayesicl.inference.objective
-        to_m += np.einsum("ki,i->k", log_h - log_m[part], delta)
-        curvature += (delta[None, :] ** 2 / h).sum(axis=1)
+        block = h[:, :delta.size]
+        np.multiply(grid[:, None], delta[None, :], out=block)
+        block += g[part]
+        np.maximum(block, observe.PROBABILITY_FLOOR, out=block)
+        curvature += (delta * delta) @ (1.0 / block).T
+        np.log(block, out=block)
+        to_g += (block - log_g[part]) @ delta
+        to_m += (block - log_m[part]) @ delta
     return to_g, to_m, curvature
