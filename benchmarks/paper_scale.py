@@ -108,6 +108,7 @@ def stage(name: str, store: Path, scale: float, cache: Path, loss_sequences: int
             fit_began = time.perf_counter()
             result = fit(evidence, method=name, num_chains=2, num_samples=draws, num_warmup=draws)
             out["fit_s"] = time.perf_counter() - fit_began
+            out["fit_peak_rss_mb"] = peak_rss_mb()          # before any comparison below
             out["params"] = result.report["params"]
             out["objective"] = result.report["objective"]["map_exact"]
             out["metrics_fit_id"] = result.report["metrics"]["fit"]["id"]
@@ -119,9 +120,9 @@ def stage(name: str, store: Path, scale: float, cache: Path, loss_sequences: int
                 table = result.conditions[result.conditions["split"] == "id"].sort_values("condition")
                 w = table["predicted_weight"].to_numpy()
                 weights = np.stack([w, 1 - w], axis=1)
-                began = time.perf_counter()
+                token_began = time.perf_counter()
                 tokens = metrics.condition_metrics(evidence, weights, from_tokens=True)
-                out["token_pass_s"] = time.perf_counter() - began
+                out["token_pass_s"] = time.perf_counter() - token_began
                 tabulated = metrics.condition_metrics(evidence, weights)
                 out["metrics_vs_tokens"] = {
                     name: {"max_abs_difference": float(np.nanmax(np.abs(tabulated[name] - tokens[name]))),

@@ -8,7 +8,7 @@ The build streams: a runs folder is opened lazily (`bayesicl.evidence.stream`), 
 strategies run once per run, and the checkpoints are read one block at a time while the
 per-condition statistics are computed, so memory does not grow with the number of
 checkpoints (only the strategies' outputs of every run, one checkpoint's worth per run, are
-kept: the metrics of a fit read them again).
+kept: the metrics of a fit with more than two strategies read them again).
 """
 
 from __future__ import annotations

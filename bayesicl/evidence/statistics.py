@@ -11,10 +11,14 @@ per condition only what the fit and its guards need:
   ~1e-8 relative mid-range and ~1e-5 near w = 0 or 1 on arbitrary distributions);
   regression: the exact quadratic f*_c, v*_c, A_c; more than two distributions: nothing
   (that objective is computed from the tokens, `bayesicl.inference.objective`);
-- per run and split: ρ_r(w) of `bayesicl.inference.observation` (values and slopes at the nodes).
+- per run and split: ρ_r(w) of `bayesicl.inference.observation` (values and slopes at the nodes);
+- with two strategies, per split: the fit's metrics at nodes in w_M and the constant
+  baseline's (`bayesicl.evidence.metric_tables`), so that a fit reads no token again.
 
-The transformer's outputs are held one block of checkpoints at a time, and each block is
-worked through in chunks of conditions × sequences (`sequence_chunk`): every statistic above
+The transformer's outputs are held one block of checkpoints at a time; each block's chunk
+of sequences is prepared once (the tables multiply it with what the strategies give at every
+node, computed once per block: `kl_sums`), and worked through in chunks of conditions
+(`sequence_chunk`, `CHUNK_FLOATS`) for the rest: every statistic above
 is a sum over sequences (the interpolation distance takes a second sweep over a condition's
 chunks, once its observed weight is known), so the memory of the pass grows neither with the
 number of checkpoints nor, beyond the outputs themselves, with the number of sequences.

@@ -1,8 +1,9 @@
 """Token-level outputs, one checkpoint (or a bounded block of them) at a time.
 
 Building evidence reads the transformer's outputs checkpoint by checkpoint and keeps only
-per-condition statistics (`bayesicl.evidence.statistics`); the metrics of a fit read them
-once more the same way. What yields the outputs is a *source*:
+per-condition statistics (`bayesicl.evidence.statistics`); with more than two strategies
+the metrics of a fit read them once more the same way (`bayesicl.metrics`; with two, the
+metrics are tabulated in the same pass). What yields the outputs is a *source*:
 
 - `RunSource`: logged runs. Runs given as a folder are opened lazily (`open_lazy`): run.json,
   inputs.nc and the list of checkpoint files are validated up front, each checkpoint is read
