@@ -130,3 +130,13 @@ def test_the_metrics_of_a_fit_read_no_token(monkeypatch):
     assert base["constant"]["all"]["id"]["spearman"] is None           # uniform h has no ranks
     with pytest.raises(AssertionError, match="read the tokens"):
         metrics.condition_metrics(ev, weights, from_tokens=True)
+
+
+def test_many_colours_keep_the_token_pass_for_spearman():
+    """Spearman's crossings are per pair of colours: above `PAIRWISE_RANKS` colours nothing is
+    tabulated, and the metrics are read from the tokens, exactly."""
+    ev = noisy_urns_evidence(8, sequences=4, positions=2, colours=40)
+    assert "metric_split" not in ev.statistics.dims
+    weights = np.random.default_rng(9).dirichlet(np.ones(2), size=ev.num_conditions)
+    np.testing.assert_allclose(metrics.condition_metrics(ev, weights)["tvd"],
+                               metrics.condition_metrics(ev, weights, from_tokens=True)["tvd"])

@@ -46,11 +46,17 @@ METRIC_NODES = 513
 PAIRWISE_RANKS = 32
 
 
-def tabulated(names: Sequence[str], output_kind: str, num_strategies: int) -> bool:
-    """Whether the metrics `names` of this evidence are tabulated at build time: two strategies
-    and metrics this module knows (else a fit reads the tokens once more, `bayesicl.metrics`)."""
+def tabulated(names: Sequence[str], output_kind: str, num_strategies: int, num_outputs: int) -> bool:
+    """Whether the metrics `names` of this evidence are tabulated at build time: two strategies,
+    metrics this module knows and, for spearman, at most `PAIRWISE_RANKS` outputs (its
+    crossings are per pair of outputs); else a fit reads the tokens once more (`bayesicl.metrics`).
+
+    >>> tabulated(("tvd", "spearman", "kl"), "log_probs", 2, 8), tabulated(("tvd", "spearman"), "log_probs", 2, 64)
+    (True, False)
+    """
     known = set(LINEAR) | {"kl"} if output_kind == "log_probs" else {"mse", "r2"}
-    return num_strategies == 2 and set(names) <= known
+    small = "spearman" not in names or num_outputs <= PAIRWISE_RANKS
+    return num_strategies == 2 and set(names) <= known and small
 
 
 # -- ranks ----------------------------------------------------------------------------------------

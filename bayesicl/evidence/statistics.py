@@ -88,7 +88,7 @@ class RunObserver:
         self.splits = list(splits)
         #: The metrics tabulated over w_M (`bayesicl.evidence.metric_tables`); none with more
         #: than two strategies (a fit then reads the tokens for them).
-        self.metrics = tuple(metrics) if tabulated(metrics, output_kind, len(strategies)) else ()
+        self.metrics = tuple(metrics) if tabulated(metrics, output_kind, len(strategies), strategy.shape[-1]) else ()
         self.strategies = tuple(strategies)
         self.kind = output_kind
         self.scored = np.asarray(scored, dtype=bool)
