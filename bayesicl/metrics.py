@@ -49,7 +49,7 @@ import pandas as pd
 
 from . import observe
 from .errors import BayesiclError
-from .evidence.metric_tables import DEFAULT_METRICS, LINEAR, average_ranks
+from .evidence.metric_tables import DEFAULT_METRICS, LINEAR, average_ranks, explained_fraction, standardized_ranks
 from .evidence.statistics import PREPARED_BYTES, quintic_hermite, sequence_chunk
 from .evidence.tabulation import REFERENCE
 from .families import family_spec
@@ -173,11 +173,9 @@ def rank_correlation(p, q) -> np.ndarray:
 
 def _ranked_correlation(rank_p: np.ndarray, rank_q: np.ndarray) -> np.ndarray:
     """Pearson correlation of ranks over the last axis (NaN where either is constant)."""
-    rank_p = rank_p - rank_p.mean(axis=-1, keepdims=True)
-    rank_q = rank_q - rank_q.mean(axis=-1, keepdims=True)
-    norm = np.sqrt((rank_p ** 2).sum(axis=-1) * (rank_q ** 2).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm > 0, (rank_p * rank_q).sum(axis=-1) / np.where(norm > 0, norm, 1.0), np.nan)
+    z_p, defined_p = standardized_ranks(rank_p)
+    z_q, defined_q = standardized_ranks(rank_q)
+    return np.where(defined_p & defined_q, (z_p * z_q).sum(axis=-1), np.nan)
 
 
 def r_squared(truth, prediction, axis) -> np.ndarray:
@@ -189,8 +187,7 @@ def r_squared(truth, prediction, axis) -> np.ndarray:
     truth, prediction = np.asarray(truth), np.asarray(prediction)
     residual = ((truth - prediction) ** 2).sum(axis=axis)
     total = ((truth - truth.mean(axis=axis, keepdims=True)) ** 2).sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.nan)
+    return explained_fraction(residual, total)
 
 
 # -- internals ------------------------------------------------------------------------------------
@@ -226,7 +223,7 @@ def _metrics_tables(evidence, predictors: dict[str, tuple[np.ndarray, Any]],
                     from_tokens: bool = False) -> dict[str, pd.DataFrame]:
     """Per (condition, split) metrics of h = predict(weights (c, S), strategies) against T, for
     every {name: (weights, predict)} at once: from the metric tables when the evidence has
-    them (and not `from_tokens`), else from the tokens (`_token_sums`)."""
+    them (and not `from_tokens`), else from the tokens (`_token_metrics`)."""
     names = metric_names(evidence)
     if not from_tokens and "metric_split" in evidence.statistics.dims:
         values = {name: _tabulated(evidence, weights, predict) for name, (weights, predict) in predictors.items()}
@@ -272,9 +269,7 @@ def _tabulated(evidence, weights: np.ndarray, predict) -> dict[str, np.ndarray]:
             if metric == "mse":
                 out[metric] = mse
             else:
-                variance = statistics["transformer_variance"].values[:, split_order]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    out[metric] = np.where(variance > 0, 1.0 - mse / np.where(variance > 0, variance, 1.0), np.nan)
+                out[metric] = explained_fraction(mse, statistics["transformer_variance"].values[:, split_order])
     return out
 
 

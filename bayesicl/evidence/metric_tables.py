@@ -274,10 +274,7 @@ def constant_sums(names: Sequence[str], t: observe.Prepared) -> dict[str, tuple[
         if "mse" in names:
             out["mse"] = ((flat * flat).sum(axis=1), tokens)
         if "r2" in names:
-            total = ((flat - flat.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r2 = np.where(total > 0, 1.0 - (flat * flat).sum(axis=1) / np.where(total > 0, total, 1.0), np.nan)
-            out["r2"] = (r2, np.ones(count))
+            out["r2"] = (explained_fraction((flat * flat).sum(axis=1), total_squares(t)), np.ones(count))
         return out
     outputs = t.probs.shape[-1]
     if "tvd" in names:
@@ -290,6 +287,17 @@ def constant_sums(names: Sequence[str], t: observe.Prepared) -> dict[str, tuple[
     if "kl" in names:
         out["kl"] = ((t.probs * (t.values + np.log(outputs))).reshape(count, -1).sum(axis=1), tokens)
     return out
+
+
+def explained_fraction(residual, total) -> np.ndarray:
+    """R² from its two sums: 1 − residual / total, NaN where the total is 0.
+
+    >>> explained_fraction(np.array([1.0, 1.0]), np.array([4.0, 0.0])).tolist()
+    [0.75, nan]
+    """
+    residual, total = np.asarray(residual), np.asarray(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.nan)
 
 
 def total_squares(t: observe.Prepared) -> np.ndarray:
