@@ -11,7 +11,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from bayesicl._host import FLAG, SWITCH, request_host_devices
-from bayesicl.inference.chains import chain_devices, constrained_draws, map_chains, nuts_chain, place_chains
+from bayesicl.inference.chains import (chain_devices, constrained_draws, curvature_scales, map_chain_blocks,
+                                      map_chains, nuts_chain, place_chains)
 
 
 def _chain(key, start, shared):
@@ -51,6 +52,61 @@ def test_a_nuts_chain_draws_a_log_normal_and_constrains_its_draws():
     assert abs(log_sigma.mean() - 1.0) < 0.1 and abs(log_sigma.std() - 0.5) < 0.1   # the Normal(1, 0.5) of log σ
     np.testing.assert_allclose(np.asarray(sites["sigma"]), np.exp(log_sigma), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(sites["twice"]), 2.0 * np.exp(log_sigma), rtol=1e-12)
+
+def _narrow_and_wide(center):
+    """Two independent normals 10⁴ apart in scale: x ~ Normal(center, 1e-3), y ~ Normal(0, 10)."""
+    numpyro.sample("x", dist.Normal(center, 1e-3))
+    numpyro.sample("y", dist.Normal(0.0, 10.0))
+
+
+def test_curvature_scales_are_the_variances_of_a_normal_potential():
+    potential = lambda z: 0.5 * (z["x"] - 1.0) ** 2 / 1e-6 + 0.5 * z["y"] ** 2 / 100.0  # noqa: E731
+    scales = curvature_scales(potential, {"x": jnp.array(0.999), "y": jnp.array(3.0)})
+    np.testing.assert_allclose(np.asarray(scales), [1e-6, 1.0], rtol=1e-6)   # y's 100 is capped at the identity's 1
+
+
+def test_a_chain_started_from_the_curvature_samples_a_badly_scaled_normal():
+    chain = nuts_chain(_narrow_and_wide, num_warmup=300, num_samples=600, dense_mass=True, target_accept=0.9,
+                       curvature_start=True)
+    trace = jax.jit(chain)(jax.random.PRNGKey(4), {"x": jnp.array(2.0005), "y": jnp.array(0.0)}, 2.0)
+    x, y = np.asarray(trace["z"]["x"]), np.asarray(trace["z"]["y"])
+    assert abs(x.mean() - 2.0) < 3e-4 and abs(x.std() / 1e-3 - 1.0) < 0.2
+    assert abs(y.mean()) < 3.0 and abs(y.std() / 10.0 - 1.0) < 0.25
+    assert not np.asarray(trace["diverging"]).any()
+
+
+def test_a_relayed_chain_starts_where_the_last_ended_and_samples_its_own_target():
+    """The OOD stage's relay (docs/decisions.md "The OOD stage relays its adaptation"): a chain
+    that takes the previous chain's position, step size and mass matrix and re-adapts the step
+    size only still samples its own, shifted target."""
+    settings = dict(dense_mass=False, target_accept=0.8, with_state=True)
+    first = nuts_chain(_scale_model, num_warmup=200, num_samples=100, **settings)
+    relay = nuts_chain(_scale_model, num_warmup=75, num_samples=800, adapt_mass_matrix=False, **settings)
+
+    def run(key):
+        keys = jax.random.split(key)
+        _, (z, step_size, inverse_mass) = first(keys[0], {"sigma": jnp.array(0.0)}, 1.0)
+        kept, _ = relay(keys[1], z, 1.5, step_size=step_size, inverse_mass_matrix=inverse_mass)
+        return z, step_size, kept
+
+    z, step_size, kept = jax.jit(run)(jax.random.PRNGKey(5))
+    assert abs(float(z["sigma"]) - 1.0) < 1.5 and float(step_size) > 0.1       # ended in the first target
+    log_sigma = np.asarray(kept["z"]["sigma"])
+    assert abs(log_sigma.mean() - 1.5) < 0.1 and abs(log_sigma.std() - 0.5) < 0.1   # samples Normal(1.5, 0.5)
+
+
+def test_each_device_gets_a_contiguous_block_of_chains():
+    cumulative = jax.jit(lambda a, c: map_chain_blocks(lambda share, shift: jnp.cumsum(share) + shift, a, c))
+    if chain_devices(4) == 1:
+        assert np.asarray(cumulative(jnp.arange(4.0), 10.0)).tolist() == [10.0, 11.0, 13.0, 16.0]
+    code = """
+import jax, jax.numpy as jnp
+from bayesicl.inference.chains import map_chain_blocks, place_chains
+run = jax.jit(lambda a, c: map_chain_blocks(lambda share, shift: jnp.cumsum(share) + shift, a, c))
+print(jax.local_device_count(), run(place_chains(jnp.arange(4.0)), 10.0).tolist())
+"""
+    assert _devices_in_fresh_process(code, f"{FLAG}=2").strip() == "2 [10.0, 11.0, 12.0, 15.0]"
+
 
 def test_chains_are_split_over_the_devices_they_divide():
     devices = jax.local_device_count()

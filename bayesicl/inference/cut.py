@@ -13,7 +13,9 @@ posterior draws θ = (α, β, γ, ID run effects u), a short NUTS chain samples 
 
 on the fit conditions' OOD observations, with θ held fixed (θ is data here): its draws are
 from p(σ', v | θ, y_ood), so the pairs (θ, σ', v) are draws of the cut posterior
-p(θ | y_id) p(σ', v | θ, y_ood). The OOD run effect v_k is what OOD adds to the ID run effect
+p(θ | y_id) p(σ', v | θ, y_ood). The θ chains of a device run one after the other, each
+starting where the previous one ended and re-adapting only its step size (`RELAY_WARMUP`;
+the first adapts from scratch over `WARMUP`). The OOD run effect v_k is what OOD adds to the ID run effect
 of the same network. The likelihood is the ID model's (`bayesicl.inference.model.observation_likelihood`):
 with effects "run+trend" the OOD log-odds deviation is AR(1) along each run with its own
 lag-1 correlation φ' (so a held-out OOD condition can be forecast from its run's fit
@@ -33,7 +35,7 @@ import numpyro
 from .. import rational
 from ..families import family_spec
 from ..seeds import stream
-from .chains import constrained_draws, map_chains, nuts_chain, place_chains
+from .chains import constrained_draws, map_chain_blocks, nuts_chain, place_chains
 from .data import FitData
 from . import model as model_module
 from .model import (NOISE_SITES, ModelData, expected_observation, observation_likelihood, prior_distribution,
@@ -45,6 +47,11 @@ THETAS = 16
 #: longer main warm-up); 300 left none.
 WARMUP = 300
 PER_THETA = 25
+#: Warm-up of every θ after a device's first: its chain starts where the previous θ's ended
+#: and adapts the step size only (the mass matrix is the previous chain's). From the identity
+#: at every θ, the first adaptation window cost most of the stage (paper-size urns benchmark:
+#: docs/decisions.md "The OOD stage relays its adaptation").
+RELAY_WARMUP = 75
 #: Target acceptance of the stage's chains, raised per family as the main sampler's
 #: (the family spec's `target_accept`): on the regression demo 0.9 left 2–31 divergent
 #: transitions in the stage, depending on the draws of θ.
@@ -143,19 +150,37 @@ def stage_target_accept(task) -> float:
     return TARGET_ACCEPT if own is None else max(TARGET_ACCEPT, float(own))
 
 
-def _sampler(prior_key, effects: str, warmup: int, per_theta: int, target_accept: float = TARGET_ACCEPT):
-    """The jitted program: one NUTS chain per θ, one after the other on each CPU device."""
+def _sampler(prior_key, effects: str, warmup: int, per_theta: int, target_accept: float = TARGET_ACCEPT,
+             relay_warmup: int | None = None):
+    """The jitted program: one NUTS chain per θ, one after the other on each CPU device. The
+    first θ of a device adapts from scratch (`warmup` iterations, step size and diagonal mass
+    matrix); every later one starts where the one before it ended (position, step size, mass
+    matrix) and re-adapts the step size only, over `RELAY_WARMUP` iterations."""
     priors = {name: (kind, args) for name, kind, args in prior_key}
     model = functools.partial(ood_model, priors=priors, effects=effects)
-    sample = nuts_chain(model, warmup, per_theta, dense_mass=False, target_accept=target_accept,
-                        trace=("z", "diverging"))
+    settings = dict(dense_mass=False, target_accept=target_accept, trace=("z", "diverging"), with_state=True)
+    first = nuts_chain(model, warmup, per_theta, **settings)
+    relay = nuts_chain(model, RELAY_WARMUP if relay_warmup is None else relay_warmup, per_theta,
+                       adapt_mass_matrix=False, **settings)
 
-    def chain(key, z0, eta, offset, data):
-        trace = sample(key, z0, data, eta, offset)
-        return constrained_draws(model, (data, eta, offset), trace["z"], batch_ndims=1), trace["diverging"]
+    def block(per_theta_args, data):
+        keys, init, eta, offset = per_theta_args
+        kept, state = first(keys[0], jax.tree.map(lambda v: v[0], init), data, eta[0], offset[0])
+
+        def next_theta(state, theta):
+            key, e, o = theta
+            z, step_size, inverse_mass_matrix = state
+            kept, state = relay(key, z, data, e, o, step_size=step_size, inverse_mass_matrix=inverse_mass_matrix)
+            return state, kept
+
+        _, rest = jax.lax.scan(next_theta, state, (keys[1:], eta[1:], offset[1:]))
+        kept = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), kept, rest)
+        sites = jax.lax.map(lambda x: constrained_draws(model, (data, x[1], x[2]), x[0], batch_ndims=1),
+                            (kept["z"], eta, offset))
+        return sites, kept["diverging"]
 
     def run(keys, init, eta, offset, data):
-        sites, diverging = map_chains(chain, (keys, init, eta, offset), data)
+        sites, diverging = map_chain_blocks(block, (keys, init, eta, offset), data)
         return {"sites": sites, "diverging": diverging}
 
     return jax.jit(run)

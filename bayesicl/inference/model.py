@@ -247,9 +247,7 @@ def expected_observation(data: ModelData, weights):
     if weights.shape[-1] > 2:
         return weights, weights * (1.0 - weights)
     w = weights[..., 0]
-    shape = w.shape + data.curve_values.shape[-1:]
-    mean, slope = hermite_with_slope(data.curve_nodes, jnp.broadcast_to(data.curve_values[data.run], shape),
-                                     jnp.broadcast_to(data.curve_slopes[data.run], shape), w)
+    mean, slope = hermite_with_slope(data.curve_nodes, data.curve_values, data.curve_slopes, w, rows=data.run)
     return mean, slope * w * (1.0 - w)
 
 

@@ -169,6 +169,7 @@ def _sampler(prior_key, pinned: tuple, effects: str, num_chains: int, num_sample
         jax.lax.cond(i % PROGRESS_EVERY == PROGRESS_EVERY - 1, lambda: jax.debug.callback(_advance), lambda: None)
 
     chain = nuts_chain(model, num_warmup, num_samples, dense_mass=True, target_accept=target_accept,
+                       curvature_start=True,
                        trace=("z", "diverging", "num_steps", "accept_prob", "potential_energy"),
                        on_step=report if progress else None)
 

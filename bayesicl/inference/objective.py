@@ -56,25 +56,36 @@ def hermite(nodes, values, slopes, x):
 
 
 @jax.jit
-def hermite_with_slope(nodes, values, slopes, x):
+def hermite_with_slope(nodes, values, slopes, x, rows=None):
     """The Hermite interpolant of `hermite` and its derivative in x, both (...).
 
     The interval holding x is found in closed form, k = ⌊(K − 1)·arccos(1 − 2x)/π⌋, not by a
-    search: this runs inside every NUTS leapfrog step.
+    search: this runs inside every NUTS leapfrog step. With `rows` (integers, shaped as x),
+    values and slopes are tables (R, K) and x is read on row `rows`: only the two nodes
+    around each x are gathered, never a (..., K) copy of the table per x.
 
     >>> nodes = jnp.asarray(chebyshev_nodes(3))
     >>> [round(float(v), 6) for v in hermite_with_slope(nodes, nodes ** 3, 3 * nodes ** 2, jnp.array(0.3))]
     [0.027, 0.27]
+    >>> table = jnp.stack([nodes ** 3, 2 * nodes ** 3]); gradient = jnp.stack([3 * nodes ** 2, 6 * nodes ** 2])
+    >>> [round(float(v), 6) for v in hermite_with_slope(nodes, table, gradient, jnp.array([0.3, 0.3]),
+    ...                                                  rows=jnp.array([1, 0]))[0]]
+    [0.054, 0.027]
     """
     nodes = jnp.asarray(nodes)
     count = nodes.shape[0]
     x = jnp.clip(jnp.asarray(x), 0.0, 1.0)
+    if rows is not None:
+        rows, x = jnp.broadcast_arrays(jnp.asarray(rows), x)
     position = (count - 1) * jnp.arccos(jnp.clip(1.0 - 2.0 * x, -1.0, 1.0)) / jnp.pi
     k = jnp.clip(jnp.floor(position).astype(jnp.int32), 0, count - 2)
     x0, x1 = nodes[k], nodes[k + 1]
     width = x1 - x0
     t = (x - x0) / width
-    take = lambda table, i: jnp.take_along_axis(table, i[..., None], axis=-1)[..., 0]  # noqa: E731
+    if rows is None:
+        take = lambda table, i: jnp.take_along_axis(table, i[..., None], axis=-1)[..., 0]  # noqa: E731
+    else:
+        take = lambda table, i: jnp.asarray(table)[rows, i]  # noqa: E731
     y0, y1 = take(values, k), take(values, k + 1)
     m0, m1 = take(slopes, k), take(slopes, k + 1)
     t2, t3 = t * t, t * t * t

@@ -45,9 +45,9 @@ class RelativeDistanceCurves:
 
     def with_slope(self, run, split_index, weight_m):
         """(ρ, dρ/dw_M) for runs (…) and M-weights (…) on split `split_index` (JAX)."""
-        values = jnp.asarray(self.values)[run, split_index]
-        slopes = jnp.asarray(self.slopes)[run, split_index]
-        return hermite_with_slope(jnp.asarray(self.nodes), values, slopes, weight_m)
+        values = jnp.asarray(self.values)[:, split_index]
+        slopes = jnp.asarray(self.slopes)[:, split_index]
+        return hermite_with_slope(jnp.asarray(self.nodes), values, slopes, weight_m, rows=run)
 
 
 def relative_distance_curves(evidence, nodes: int = NODES) -> RelativeDistanceCurves:

@@ -14,6 +14,7 @@ averaged over draws: the observed weight the rational model's mixture itself wou
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -24,6 +25,7 @@ import pandas as pd
 from .. import rational
 from ..errors import BayesiclError
 from .model import RESOLUTION, observation_scale
+from .objective import hermite_with_slope
 
 #: Central interval reported everywhere (docs/model.md#nuts: 90%).
 INTERVAL = 0.9
@@ -45,11 +47,34 @@ def weights_for(params: dict[str, np.ndarray], loss: np.ndarray, complexity: np.
     out = []
     for start in range(0, alpha.size, DRAW_CHUNK):
         part = slice(start, start + DRAW_CHUNK)
-        _, w = rational.log_weights((jnp.asarray(alpha[part])[:, None], jnp.asarray(beta[part])[:, None],
-                                     jnp.asarray(gamma[part])[:, None]),
-                                    jnp.asarray(loss), jnp.asarray(complexity), jnp.asarray(step, dtype=jnp.float64))
-        out.append(np.asarray(w))
+        out.append(np.asarray(_offset_weights(alpha[part], beta[part], gamma[part], 0.0, loss, complexity,
+                                              np.asarray(step, dtype=np.float64))))
     return np.concatenate(out)
+
+
+@jax.jit
+def _offset_weights(alpha, beta, gamma, offset, loss, complexity, step):
+    """w (n, C, S) for draws (n,) with the log-odds `offset` (n, C) added to η_M: one compiled
+    program per shape (op by op, each of its operations compiled on its own)."""
+    eta, _ = rational.log_weights((alpha[:, None], beta[:, None], gamma[:, None]), loss, complexity, step)
+    return jax.nn.softmax(eta.at[..., 0].add(offset), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames="many")
+def _chunk_moments(alpha, beta, gamma, offset, loss, complexity, step, tables, run, sigma_obs, sigma_logit,
+                   many: bool):
+    """`observation_moments` for one chunk of draws; `tables` = (nodes, values, slopes) of
+    the split's ρ tables (unused with more than two strategies)."""
+    weights = _offset_weights(alpha, beta, gamma, offset, loss, complexity, step)
+    if many:
+        mean, sensitivity = weights, weights * (1.0 - weights)
+        extra = (slice(None), None, None)
+    else:
+        w = weights[..., 0]
+        mean, slope = hermite_with_slope(*tables, w, rows=jnp.broadcast_to(run, w.shape))
+        sensitivity = slope * w * (1.0 - w)
+        extra = (slice(None), None)
+    return mean, observation_scale(sigma_obs[extra], sigma_logit[extra], sensitivity), sensitivity
 
 
 def run_offsets(effect: np.ndarray | None, sigma: np.ndarray | None, fitted_runs, runs: np.ndarray,
@@ -84,25 +109,17 @@ def observation_moments(params: dict[str, np.ndarray], offset: np.ndarray, sigma
     params = {k: np.asarray(params[k], dtype=np.float64) for k in rational.PARAMETERS}
     offset = np.broadcast_to(offset, (params["alpha"].size, np.shape(step)[0]))
     sigma_obs, sigma_logit = np.asarray(sigma_obs), np.asarray(sigma_logit)
+    many = np.shape(loss)[-1] > 2
+    tables = None if many else (curves.nodes, curves.values[:, split_index], curves.slopes[:, split_index])
     means, scales, sensitivities = [], [], []
-    for start in range(0, params["alpha"].size, DRAW_CHUNK // 2):     # the ρ tables gather (n, C, K)
-        part = slice(start, start + DRAW_CHUNK // 2)
-        alpha, beta, gamma = (jnp.asarray(params[k][part])[:, None] for k in rational.PARAMETERS)
-        eta, _ = rational.log_weights((alpha, beta, gamma), jnp.asarray(loss), jnp.asarray(complexity),
-                                      jnp.asarray(step, dtype=jnp.float64))
-        weights = np.asarray(jax.nn.softmax(eta.at[..., 0].add(jnp.asarray(offset[part])), axis=-1))
-        if weights.shape[-1] > 2:
-            mean, sensitivity = weights, weights * (1.0 - weights)
-            extra = (slice(None), None, None)
-        else:
-            w = weights[..., 0]
-            mean, slope = (np.asarray(a) for a in curves.with_slope(
-                jnp.broadcast_to(jnp.asarray(run), w.shape), split_index, jnp.asarray(w)))
-            sensitivity = slope * w * (1.0 - w)
-            extra = (slice(None), None)
-        means.append(mean)
+    for start in range(0, params["alpha"].size, DRAW_CHUNK):
+        part = slice(start, start + DRAW_CHUNK)
+        mean, scale, sensitivity = _chunk_moments(
+            *(params[k][part] for k in rational.PARAMETERS), offset[part], loss, complexity,
+            np.asarray(step, dtype=np.float64), tables, np.asarray(run), sigma_obs[part], sigma_logit[part], many)
+        means.append(np.asarray(mean))
+        scales.append(np.asarray(scale))
         sensitivities.append(np.asarray(sensitivity))
-        scales.append(np.asarray(observation_scale(sigma_obs[part][extra], sigma_logit[part][extra], sensitivity)))
     if with_sensitivity:
         return np.concatenate(means), np.concatenate(scales), np.concatenate(sensitivities)
     return np.concatenate(means), np.concatenate(scales)
@@ -214,6 +231,10 @@ def log_predictive_density(mean: np.ndarray, scale: np.ndarray, observed: np.nda
     return np.where(np.isfinite(out), out, np.nan)
 
 
+#: `bayesicl.rational.transition_step` as one compiled program per shape.
+_transition_step = jax.jit(rational.transition_step)
+
+
 def transition_table(params: dict, loss: pd.DataFrame, complexity: pd.DataFrame,
                      draws: dict | None = None, pair: tuple[int, int] = (0, 1),
                      last_step=None) -> pd.DataFrame:
@@ -235,12 +256,12 @@ def transition_table(params: dict, loss: pd.DataFrame, complexity: pd.DataFrame,
     i, j = pair
     lm, lg = loss.iloc[:, i].to_numpy(), loss.iloc[:, j].to_numpy()
     km, kg = complexity.iloc[:, i].to_numpy(), complexity.iloc[:, j].to_numpy()
-    at_mean = np.asarray(rational.transition_step(params["alpha"], params["beta"], params["gamma"],
+    at_mean = np.asarray(_transition_step(params["alpha"], params["beta"], params["gamma"],
                                                   lm, lg, km, kg))
     point = at_mean
     low = high = np.full(point.shape, np.nan)
     if draws is not None:
-        per_draw = np.asarray(rational.transition_step(
+        per_draw = np.asarray(_transition_step(
             draws["alpha"][:, None], draws["beta"][:, None], draws["gamma"][:, None], lm, lg, km, kg))
         # No crossing counts as ∞ (NaN: a tie everywhere); "nearest" keeps ∞ out of interpolation.
         per_draw = np.where(np.isnan(per_draw), np.inf, per_draw)
