@@ -150,8 +150,7 @@ def stage_target_accept(task) -> float:
     return TARGET_ACCEPT if own is None else max(TARGET_ACCEPT, float(own))
 
 
-def _sampler(prior_key, effects: str, warmup: int, per_theta: int, target_accept: float = TARGET_ACCEPT,
-             relay_warmup: int | None = None):
+def _sampler(prior_key, effects: str, warmup: int, per_theta: int, target_accept: float = TARGET_ACCEPT):
     """The jitted program: one NUTS chain per θ, one after the other on each CPU device. The
     first θ of a device adapts from scratch (`warmup` iterations, step size and diagonal mass
     matrix); every later one starts where the one before it ended (position, step size, mass
@@ -160,8 +159,7 @@ def _sampler(prior_key, effects: str, warmup: int, per_theta: int, target_accept
     model = functools.partial(ood_model, priors=priors, effects=effects)
     settings = dict(dense_mass=False, target_accept=target_accept, trace=("z", "diverging"), with_state=True)
     first = nuts_chain(model, warmup, per_theta, **settings)
-    relay = nuts_chain(model, RELAY_WARMUP if relay_warmup is None else relay_warmup, per_theta,
-                       adapt_mass_matrix=False, **settings)
+    relay = nuts_chain(model, RELAY_WARMUP, per_theta, adapt_mass_matrix=False, **settings)
 
     def block(per_theta_args, data):
         keys, init, eta, offset = per_theta_args

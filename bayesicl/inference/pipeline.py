@@ -263,7 +263,7 @@ def _expected_observed_weight(data: FitData, weights_m: np.ndarray, split_index:
     if many:
         return weights_m.mean(axis=0)
     total = np.zeros(weights_m.shape[1])
-    for start in range(0, weights_m.shape[0], 256):          # the ρ tables gather (draws, C, K)
+    for start in range(0, weights_m.shape[0], 256):
         part = weights_m[start:start + 256]
         rho = np.asarray(data.curves(np.broadcast_to(data.run, part.shape), split_index, part))
         total += ((np.clip(rho, -1.0, 1.0) + 1.0) / 2.0).sum(axis=0)

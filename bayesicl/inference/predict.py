@@ -18,7 +18,6 @@ import functools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -54,8 +53,8 @@ def weights_for(params: dict[str, np.ndarray], loss: np.ndarray, complexity: np.
 
 @jax.jit
 def _offset_weights(alpha, beta, gamma, offset, loss, complexity, step):
-    """w (n, C, S) for draws (n,) with the log-odds `offset` (n, C) added to η_M: one compiled
-    program per shape (op by op, each of its operations compiled on its own)."""
+    """w (n, C, S) for draws (n,) with the log-odds `offset` (n, C) added to η_M, compiled as
+    one program per shape (run eagerly, each operation compiled on its own)."""
     eta, _ = rational.log_weights((alpha[:, None], beta[:, None], gamma[:, None]), loss, complexity, step)
     return jax.nn.softmax(eta.at[..., 0].add(offset), axis=-1)
 
@@ -71,7 +70,7 @@ def _chunk_moments(alpha, beta, gamma, offset, loss, complexity, step, tables, r
         extra = (slice(None), None, None)
     else:
         w = weights[..., 0]
-        mean, slope = hermite_with_slope(*tables, w, rows=jnp.broadcast_to(run, w.shape))
+        mean, slope = hermite_with_slope(*tables, w, rows=run)
         sensitivity = slope * w * (1.0 - w)
         extra = (slice(None), None)
     return mean, observation_scale(sigma_obs[extra], sigma_logit[extra], sensitivity), sensitivity
