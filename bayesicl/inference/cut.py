@@ -118,7 +118,8 @@ def fit_ood_stage(data: FitData, draws: dict[str, np.ndarray], runs: np.ndarray,
 
 
 def _initial_values(model_data, eta, offset, seed, effects):
-    """Noise scales from the RMS OOD residual at each θ (half each), run effects at zero."""
+    """Noise scales from the RMS OOD residual at each θ (half each), run effects at zero. Only
+    each device's first θ starts here; the later ones start where the previous θ ended."""
     weights = jax.nn.softmax(jnp.asarray(eta).at[..., 0].add(jnp.asarray(offset)), axis=-1)
     mean = np.asarray(expected_observation(model_data, weights)[0])
     residual = np.asarray(model_data.observed)[None] - mean

@@ -262,12 +262,8 @@ def _expected_observed_weight(data: FitData, weights_m: np.ndarray, split_index:
     than two strategies (their observed weights are convex weights)."""
     if many:
         return weights_m.mean(axis=0)
-    total = np.zeros(weights_m.shape[1])
-    for start in range(0, weights_m.shape[0], 256):
-        part = weights_m[start:start + 256]
-        rho = np.asarray(data.curves(np.broadcast_to(data.run, part.shape), split_index, part))
-        total += ((np.clip(rho, -1.0, 1.0) + 1.0) / 2.0).sum(axis=0)
-    return total / weights_m.shape[0]
+    rho = np.asarray(data.curves(data.run, split_index, weights_m))      # (draws, C): read by row, no (…, K) copy
+    return ((np.clip(rho, -1.0, 1.0) + 1.0) / 2.0).mean(axis=0)
 
 
 def _with_predictive(idata, data: FitData, draws: dict, predictive: dict, stage: OodStage | None):
